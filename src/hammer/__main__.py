@@ -1,0 +1,3 @@
+from hammer.cli import main
+
+main()

@@ -1,0 +1,24 @@
+# cython: language_level=3
+"""hammer's core: pacing, raw HTTP/1.1 on non-blocking sockets, response framing,
+HdrHistogram-layout histograms and SPSC result rings. Each worker runs without the GIL.
+
+Built from textual parts (core/*.pxi) so calls between them stay plain C calls; all
+foreign C is declared once in includes/system.pxd.
+"""
+
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+
+from hammer.includes.system cimport *
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
+
+include "core/clock.pxi"
+include "core/pacer.pxi"
+include "core/hist.pxi"
+include "core/ring.pxi"
+include "core/framing.pxi"
+include "core/worker.pxi"
+include "core/engine.pxi"

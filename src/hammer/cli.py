@@ -1,0 +1,118 @@
+"""Command line: flags -> config -> the same run() a Python user calls.
+
+Heavy modules (uvloop, the Cython core, hdrh) are imported inside the commands so that
+`hammer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from hammer import exitcodes
+
+
+class _Group(click.Group):
+    """Turn usage errors into one line on stderr and exit code 2, never a traceback."""
+
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("standalone_mode", True)
+        return super().main(*args, **kwargs)
+
+
+def _fail_usage(message: str) -> NoReturn:
+    click.echo(f"hammer: error: {message}", err=True)
+    sys.exit(exitcodes.USAGE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hammer", prog_name="hammer")
+def main() -> None:
+    """hammer: precise HTTP load generation (open and closed loop) with honest reports."""
+
+
+@main.command()
+@click.argument("url", required=False)
+@click.option("-r", "--rate", "rate", metavar="R",
+              help="Open loop at R requests/s (also N/s, N/m, N/h, 0.5, 2k). Omit: closed loop.")
+@click.option("-c", "--connections", default=None, metavar="N",
+              help="Keep-alive connections in total (default 64 open loop, 10 closed loop).")
+@click.option("-t", "--threads", default="1", show_default=True, metavar="N",
+              help="Worker threads, each with its own event loop and connections.")
+@click.option("-d", "--duration", default=None, metavar="D",
+              help="Load phase length: 500ms, 10s, 2m (default 10s, or until -n).")
+@click.option("-n", "--requests", "requests", default=None, metavar="N",
+              help="Stop after N scheduled requests (with -d: whichever comes first).")
+@click.option("--timeout", default="10s", show_default=True, metavar="D",
+              help="Per-request timeout, from the write to the last response byte.")
+@click.option("-m", "--method", default="GET", show_default=True)
+@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
+              help="Request header, repeatable.")
+@click.option("--body", default=None, metavar="TEXT", help="Request body.")
+@click.option("--body-file", default=None, metavar="PATH", help="Request body from a file.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write the JSON report to PATH ('-' for stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
+def run(url: str | None, rate: str | None, connections: str | None, threads: str,
+        duration: str | None, requests: str | None, timeout: str, method: str,
+        headers: tuple[str, ...], body: str | None, body_file: str | None,
+        json_path: str | None, quiet: bool) -> None:
+    """Send load to URL and report what happened.
+
+    With no URL, starts the built-in target server on 127.0.0.1 and runs a short
+    open-loop demo against it.
+    """
+    from hammer.config import ConfigError, config_from_options
+
+    try:
+        config = config_from_options(
+            url=url, rate=rate, connections=connections, threads=threads,
+            duration=duration, requests=requests, timeout=timeout, method=method,
+            headers=headers, body=body, body_file=body_file,
+        )
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+
+    from hammer.runner import run_cli
+
+    sys.exit(run_cli(config, json_path=json_path, quiet=quiet, demo=url is None))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("-p", "--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind (0 = any free port).")
+@click.option("--status", default=200, show_default=True, type=click.IntRange(100, 999),
+              help="Response status code.")
+@click.option("--body-size", default="0", show_default=True, metavar="BYTES",
+              help="Response body size (e.g. 0, 128, 64KiB).")
+@click.option("--delay", default="0ms", show_default=True, metavar="D",
+              help="Fixed delay before each response (e.g. 20ms).")
+@click.option("--stats-interval", default=None, metavar="D",
+              help="Print connection and request counts every D.")
+def serve(host: str, port: int, status: int, body_size: str, delay: str,
+          stats_interval: str | None) -> None:
+    """Run the built-in target server (uvloop + httptools) until interrupted.
+
+    It prints its URL first. It counts connections, requests and bytes; the counts
+    are served as JSON at /_hammer/stats (those control requests are not counted).
+    """
+    from hammer import units
+    from hammer.server import ServeConfig, serve_forever
+
+    try:
+        config = ServeConfig(
+            host=host,
+            port=port,
+            status=status,
+            body_bytes=units.parse_size(body_size),
+            delay_ns=units.parse_duration_ns(delay, allow_zero=True),
+            stats_interval_ns=(
+                units.parse_duration_ns(stats_interval) if stats_interval else None
+            ),
+        )
+    except ValueError as exc:
+        _fail_usage(str(exc))
+    sys.exit(serve_forever(config))

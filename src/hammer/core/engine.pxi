@@ -1,0 +1,282 @@
+# The engine: owns the workers (one OS thread each, GIL released once around the whole
+# loop) and the aggregator that drains their rings into histograms and counters.
+
+import socket as _socket
+import threading as _threading
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    uint16_t htons(uint16_t v)
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        sa_family_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct in6_addr:
+        unsigned char s6_addr[16]
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        uint16_t sin6_port
+        uint32_t sin6_flowinfo
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+cdef enum:
+    DRAIN_BATCH = 4096
+    STATUS_SLOTS = 1000
+
+
+cdef class Aggregator:
+    """Accumulates results: three histograms (ns), outcome counters, status and errors."""
+
+    cdef readonly Histogram latency          # done - intended (coordinated-omission corrected)
+    cdef readonly Histogram latency_uncorrected  # done - write
+    cdef readonly Histogram send_lag         # write - intended
+    cdef public int64_t results, sent, completed, ok, http_error, errors, late
+    cdef int64_t status_counts[STATUS_SLOTS]
+    cdef int64_t error_counts[ERR_COUNT]
+
+    def __cinit__(self):
+        self.latency = Histogram()
+        self.latency_uncorrected = Histogram()
+        self.send_lag = Histogram()
+        memset(self.status_counts, 0, sizeof(self.status_counts))
+        memset(self.error_counts, 0, sizeof(self.error_counts))
+
+    cdef void record(self, const Result *r) noexcept nogil:
+        self.results += 1
+        if r.write_ns != 0:
+            self.sent += 1
+            hist_record(&self.send_lag.h, r.write_ns - r.intended_ns)
+        if r.late:
+            self.late += 1
+        if r.error != ERR_NONE:
+            self.errors += 1
+            self.error_counts[r.error] += 1
+            return
+        self.completed += 1
+        if 200 <= r.status < 400:
+            self.ok += 1
+        else:
+            self.http_error += 1
+        self.status_counts[r.status if r.status < STATUS_SLOTS else 0] += 1
+        hist_record(&self.latency.h, r.done_ns - r.intended_ns)
+        hist_record(&self.latency_uncorrected.h, r.done_ns - r.write_ns)
+
+    cdef uint64_t drain_ring(self, Ring *ring) noexcept nogil:
+        cdef Result batch[64]
+        cdef uint64_t n, i, total = 0
+        while True:
+            n = ring_pop(ring, batch, 64)
+            if n == 0:
+                return total
+            for i in range(n):
+                self.record(&batch[i])
+            total += n
+
+    def status(self) -> dict:
+        cdef int i
+        return {str(i): self.status_counts[i] for i in range(STATUS_SLOTS) if self.status_counts[i]}
+
+    def error_classes(self) -> dict:
+        cdef int i
+        return {ERROR_NAMES[i]: self.error_counts[i] for i in range(1, ERR_COUNT)
+                if self.error_counts[i]}
+
+
+cdef class Engine:
+    """Runs one load phase. Python drives it: start(), drain() every ~100 ms, stop(),
+    join(); nothing here is called per request."""
+
+    cdef Worker *workers
+    cdef int32_t n_workers
+    cdef uint64_t stop_level
+    cdef uint64_t go
+    cdef bytes request
+    cdef object threads
+    cdef readonly Aggregator aggregator
+    cdef readonly int64_t start_ns
+    cdef bint started
+
+    def __cinit__(self):
+        self.workers = NULL
+        self.n_workers = 0
+
+    def __init__(self, *, str host, int port, bytes request, bint is_head, int threads,
+                 int connections, object rate_num, object rate_den, int64_t n_slots,
+                 int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
+                 int ring_capacity=1 << 16, str unix_path=None):
+        """rate_num/rate_den: requests per second as a fraction (None: closed loop).
+        n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none."""
+        cdef int32_t i
+        cdef Worker *w
+        cdef int64_t per, extra
+        cdef sockaddr_storage addr
+        cdef socklen_t addrlen
+        cdef int family
+        if threads < 1 or connections < threads:
+            raise ValueError("need 1 <= threads <= connections")
+        memset(&addr, 0, sizeof(addr))
+        family = make_sockaddr(host, port, &addr, &addrlen)
+        self.request = request
+        self.aggregator = Aggregator()
+        self.threads = []
+        self.workers = <Worker *>calloc(threads, sizeof(Worker))
+        if self.workers == NULL:
+            raise MemoryError()
+        self.n_workers = threads
+        for i in range(threads):
+            w = &self.workers[i]
+            w.index = i
+            w.epfd = -1
+            w.open_loop = rate_num is not None
+            if w.open_loop:
+                # slots are dealt round-robin: worker i sends i, i+T, i+2T, ... so the
+                # merged stream stays evenly spaced
+                w.first_slot = i
+                w.slot_stride = threads
+                w.n_local_slots = (n_slots - i + threads - 1) // threads if n_slots > i else 0
+                w.pacer.period_num = <int64_t>int(rate_den) * 1000000000
+                w.pacer.period_den = <int64_t>int(rate_num)
+            w.duration_ns = duration_ns
+            w.timeout_ns = timeout_ns
+            if max_requests >= 0 and not w.open_loop:
+                per = max_requests // threads
+                extra = 1 if i < max_requests % threads else 0
+                w.request_budget = per + extra
+            else:
+                w.request_budget = -1
+            w.req = <const char *>self.request
+            w.req_len = len(self.request)
+            w.is_head = is_head
+            memcpy(&w.addr, &addr, addrlen)
+            w.addrlen = addrlen
+            w.family = family
+            w.n_conns = connections // threads + (1 if i < connections % threads else 0)
+            w.stop_level = &self.stop_level
+            w.go = &self.go
+            w.conns = <Conn *>calloc(w.n_conns, sizeof(Conn))
+            w.rbuf = <char *>malloc(RBUF_BYTES)
+            w.epfd = epoll_create1(EPOLL_CLOEXEC)
+            if w.conns == NULL or w.rbuf == NULL or ring_init(&w.ring, ring_capacity) != 0:
+                raise MemoryError()
+            if w.epfd < 0:
+                raise OSError(errno, "epoll_create1 failed")
+
+    def __dealloc__(self):
+        cdef int32_t i, j
+        cdef Worker *w
+        if self.workers == NULL:
+            return
+        for i in range(self.n_workers):
+            w = &self.workers[i]
+            if w.conns != NULL:
+                for j in range(w.n_conns):
+                    free(w.conns[j].carry)
+                free(w.conns)
+            free(w.rbuf)
+            ring_free(&w.ring)
+            if w.epfd >= 0:
+                close(w.epfd)
+        free(self.workers)
+
+    def _worker_main(self, int32_t i) -> None:
+        cdef Worker *w = &self.workers[i]
+        with nogil:
+            worker_run(w)
+
+    def start(self) -> None:
+        """Start the threads; each opens its connections, then waits for go()."""
+        if self.started:
+            raise RuntimeError("an engine runs once")
+        self.started = True
+        for i in range(self.n_workers):
+            t = _threading.Thread(target=self._worker_main, args=(i,),
+                                  name=f"hammer-worker-{i}", daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def all_ready(self) -> bool:
+        cdef int32_t i
+        for i in range(self.n_workers):
+            if hm_load_acquire(&self.workers[i].ready) == 0:
+                return False
+        return True
+
+    def go_at(self, int64_t start_ns) -> None:
+        """Release the workers: slot 0 is due at start_ns (CLOCK_MONOTONIC)."""
+        cdef int32_t i
+        self.start_ns = start_ns
+        for i in range(self.n_workers):
+            self.workers[i].pacer.start_ns = start_ns
+        hm_store_release(&self.go, 1)
+
+    def stop(self, int level) -> None:
+        """1: stop scheduling, let in-flight requests finish; 2: cancel them too."""
+        if level > <int>hm_load_relaxed(&self.stop_level):
+            hm_store_relaxed(&self.stop_level, level)
+
+    def drain(self) -> int:
+        """Move every result waiting in the rings into the aggregator."""
+        cdef int32_t i
+        cdef uint64_t total = 0
+        cdef Aggregator agg = self.aggregator
+        with nogil:
+            for i in range(self.n_workers):
+                total += agg.drain_ring(&self.workers[i].ring)
+        return total
+
+    def finished(self) -> bool:
+        cdef int32_t i
+        for i in range(self.n_workers):
+            if hm_load_acquire(&self.workers[i].finished) == 0:
+                return False
+        return True
+
+    def join(self, timeout=None) -> None:
+        for t in self.threads:
+            t.join(timeout)
+
+    def counters(self) -> dict:
+        """Per-run totals of the worker-side counters (live; exact once finished)."""
+        cdef int32_t i
+        cdef Worker *w
+        cdef uint64_t scheduled = 0, unsent = 0, bytes_out = 0, bytes_in = 0, connects = 0
+        cdef uint64_t ring_full = 0, load_end = 0, v
+        for i in range(self.n_workers):
+            w = &self.workers[i]
+            scheduled += hm_load_relaxed(&w.scheduled)
+            unsent += hm_load_relaxed(&w.unsent)
+            bytes_out += hm_load_relaxed(&w.bytes_out)
+            bytes_in += hm_load_relaxed(&w.bytes_in)
+            connects += hm_load_relaxed(&w.connects)
+            ring_full += hm_load_relaxed(&w.ring_full_waits)
+            v = hm_load_relaxed(&w.load_end_ns)
+            if v > load_end:
+                load_end = v
+        return {
+            "scheduled": scheduled, "unsent": unsent, "bytes_sent": bytes_out,
+            "bytes_received": bytes_in, "connects": connects, "ring_full_waits": ring_full,
+            "load_end_ns": load_end,
+        }
+
+
+cdef int make_sockaddr(str host, int port, sockaddr_storage *addr,
+                       socklen_t *addrlen) except -1:
+    cdef sockaddr_in *a4 = <sockaddr_in *>addr
+    cdef sockaddr_in6 *a6 = <sockaddr_in6 *>addr
+    b = host.encode()
+    if inet_pton(AF_INET, b, &a4.sin_addr) == 1:
+        a4.sin_family = AF_INET
+        a4.sin_port = htons(port)
+        addrlen[0] = sizeof(sockaddr_in)
+        return AF_INET
+    if inet_pton(AF_INET6, b, &a6.sin6_addr) == 1:
+        a6.sin6_family = AF_INET6
+        a6.sin6_port = htons(port)
+        addrlen[0] = sizeof(sockaddr_in6)
+        return AF_INET6
+    raise ValueError(f"not an IP address: {host!r}")

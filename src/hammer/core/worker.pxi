@@ -1,0 +1,653 @@
+# A worker: one thread, one epoll loop, its own connections, pacer and result ring.
+# Runs entirely without the GIL. Nothing here allocates or formats per request.
+
+cdef enum:  # error classes; names in ERROR_NAMES (same order)
+    ERR_NONE = 0
+    ERR_CONNECT_REFUSED = 1
+    ERR_CONNECT_ERROR = 2
+    ERR_CONNECT_TIMEOUT = 3
+    ERR_TIMEOUT = 4
+    ERR_RESET = 5
+    ERR_CLOSED_BEFORE_RESPONSE = 6
+    ERR_KEEPALIVE_CLOSED = 7
+    ERR_TRUNCATED_HEADERS = 8
+    ERR_TRUNCATED_BODY = 9
+    ERR_PROTOCOL = 10
+    ERR_HEADERS_TOO_LARGE = 11
+    ERR_SOCKET = 12
+    ERR_CANCELLED = 13
+    ERR_COUNT = 14
+
+ERROR_NAMES = (
+    None, "connect_refused", "connect_error", "connect_timeout", "timeout", "reset",
+    "closed_before_response", "keepalive_closed", "truncated_headers", "truncated_body",
+    "protocol_error", "headers_too_large", "socket_error", "cancelled",
+)
+
+cdef enum:  # connection states
+    CS_CLOSED = 0
+    CS_CONNECTING = 1
+    CS_IDLE = 2
+    CS_BUSY = 3        # a request is being written or its response read
+
+cdef enum:  # stop levels, set by the control plane
+    STOP_NONE = 0
+    STOP_SCHEDULING = 1   # schedule no more; let in-flight requests finish
+    STOP_NOW = 2          # cancel what is in flight and leave
+
+cdef enum:
+    SWEEP_INTERVAL_NS = 5000000      # timeout sweep every 5 ms
+    RECONNECT_BACKOFF_NS = 5000000   # closed loop: pause after a connect error
+    MAX_EVENTS = 512
+    RBUF_BYTES = 262144
+
+
+cdef struct Conn:
+    int fd
+    int32_t state
+    uint32_t gen             # bumps on every (re)open: stale epoll events are ignored
+    uint32_t epoll_mask
+    int32_t next_free        # link in the idle or closed stack
+    uint32_t served          # responses completed on this socket
+    int64_t intended_ns
+    int64_t write_ns
+    int64_t deadline_ns
+    size_t wpos
+    uint8_t has_request
+    uint8_t late
+    uint8_t got_bytes
+    Framer fr
+    char *carry
+    uint32_t carry_len
+    uint32_t carry_cap
+
+
+cdef struct Worker:
+    int32_t index
+    # configuration (read-only once running)
+    int32_t open_loop
+    int64_t first_slot         # this worker sends slots first_slot + k * slot_stride
+    int64_t slot_stride
+    int64_t n_local_slots
+    Pacer pacer
+    int64_t duration_ns        # -1: the load phase ends when the slots or budget run out
+    int64_t timeout_ns
+    int64_t request_budget     # closed loop: requests this worker may start (-1: no cap)
+    const char *req
+    size_t req_len
+    int32_t is_head
+    sockaddr_storage addr
+    socklen_t addrlen
+    int32_t family
+    int32_t n_conns
+    uint64_t *stop_level
+    uint64_t *go                  # 0 until the engine sets start_ns
+    # run state
+    int64_t start_ns
+    int64_t end_ns
+    int64_t next_k                # next local slot to dispatch
+    int32_t starved               # a due slot is waiting for a connection
+    int32_t scheduling            # the load phase is on
+    int64_t inflight
+    int64_t started               # closed loop: requests started
+    int32_t idle_head
+    int32_t closed_head
+    int epfd
+    Conn *conns
+    char *rbuf
+    Ring ring
+    int64_t next_sweep_ns
+    int64_t reconnect_at_ns
+    # published counters (relaxed atomics: read live by the control plane)
+    uint64_t scheduled
+    uint64_t unsent
+    uint64_t bytes_out
+    uint64_t bytes_in
+    uint64_t connects
+    uint64_t ring_full_waits
+    uint64_t load_end_ns
+    uint64_t ready
+    uint64_t finished
+    int32_t setup_errno
+
+
+cdef inline void counter_add(uint64_t *c, uint64_t v) noexcept nogil:
+    # single writer: a plain load + relaxed store is enough, and cheaper than an RMW
+    hm_store_relaxed(c, c[0] + v)
+
+
+cdef void emit(Worker *w, Conn *c, int32_t status, uint16_t error, int64_t now) noexcept nogil:
+    """Hand one request's outcome to the aggregator; waits (never drops) if the ring is full."""
+    cdef Result res
+    res.intended_ns = c.intended_ns
+    res.write_ns = c.write_ns
+    res.done_ns = now
+    res.status = status
+    res.error = error
+    res.late = c.late
+    res.reused = 1 if c.served > 0 else 0
+    while not ring_push(&w.ring, &res):
+        counter_add(&w.ring_full_waits, 1)
+        sleep_ns(50000)
+    c.has_request = 0
+    w.inflight -= 1
+
+
+cdef inline void push_idle(Worker *w, Conn *c) noexcept nogil:
+    c.state = CS_IDLE
+    c.next_free = w.idle_head
+    w.idle_head = <int32_t>(c - w.conns)
+
+
+cdef inline Conn *pop_idle(Worker *w) noexcept nogil:
+    cdef Conn *c
+    if w.idle_head < 0:
+        return NULL
+    c = &w.conns[w.idle_head]
+    w.idle_head = c.next_free
+    return c
+
+
+cdef inline Conn *pop_closed(Worker *w) noexcept nogil:
+    cdef Conn *c
+    if w.closed_head < 0:
+        return NULL
+    c = &w.conns[w.closed_head]
+    w.closed_head = c.next_free
+    return c
+
+
+cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
+    """Close the socket; the connection slot goes on the closed stack for reuse."""
+    if c.state == CS_IDLE:
+        # unlink from the idle stack (rare: the server closed an idle connection)
+        if w.idle_head == <int32_t>(c - w.conns):
+            w.idle_head = c.next_free
+        else:
+            unlink_idle(w, c)
+    if c.fd >= 0:
+        close(c.fd)
+    c.fd = -1
+    c.state = CS_CLOSED
+    c.carry_len = 0
+    c.served = 0
+    c.next_free = w.closed_head
+    w.closed_head = <int32_t>(c - w.conns)
+
+
+cdef void unlink_idle(Worker *w, Conn *c) noexcept nogil:
+    cdef int32_t i = w.idle_head
+    cdef int32_t me = <int32_t>(c - w.conns)
+    while i >= 0:
+        if w.conns[i].next_free == me:
+            w.conns[i].next_free = c.next_free
+            return
+        i = w.conns[i].next_free
+
+
+cdef void fail(Worker *w, Conn *c, uint16_t error, int64_t now) noexcept nogil:
+    """The request on c ends in error; c is closed (never reused, never retried)."""
+    if c.has_request:
+        emit(w, c, 0, error, now)
+    if error == ERR_CONNECT_REFUSED or error == ERR_CONNECT_ERROR or error == ERR_CONNECT_TIMEOUT:
+        w.reconnect_at_ns = now + RECONNECT_BACKOFF_NS
+    conn_close(w, c)
+
+
+cdef inline uint16_t classify_io_errno(Conn *c, int err) noexcept nogil:
+    if err == ECONNRESET or err == EPIPE:
+        if not c.got_bytes:
+            return ERR_KEEPALIVE_CLOSED if c.served > 0 else ERR_RESET
+        return ERR_RESET
+    if err == ETIMEDOUT:
+        return ERR_TIMEOUT
+    return ERR_SOCKET
+
+
+cdef inline uint16_t classify_connect_errno(int err) noexcept nogil:
+    if err == ECONNREFUSED:
+        return ERR_CONNECT_REFUSED
+    if err == ETIMEDOUT:
+        return ERR_CONNECT_TIMEOUT
+    return ERR_CONNECT_ERROR
+
+
+cdef int set_mask(Worker *w, Conn *c, uint32_t mask) noexcept nogil:
+    cdef epoll_event ev
+    if c.epoll_mask == mask:
+        return 0
+    ev.events = mask
+    ev.data.u64 = (<uint64_t>c.gen << 32) | <uint64_t>(c - w.conns)
+    c.epoll_mask = mask
+    return epoll_ctl(w.epfd, EPOLL_CTL_MOD, c.fd, &ev)
+
+
+cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
+    """Write (the rest of) the request on a connected socket."""
+    cdef ssize_t n
+    if c.wpos == 0:
+        c.write_ns = clock_ns()
+        if c.intended_ns == 0:
+            c.intended_ns = c.write_ns  # closed loop: no schedule, measured from the write
+        c.deadline_ns = c.write_ns + w.timeout_ns
+        framer_reset(&c.fr, w.is_head)
+        c.got_bytes = 0
+    c.state = CS_BUSY
+    n = send(c.fd, w.req + c.wpos, w.req_len - c.wpos, MSG_NOSIGNAL)
+    if n > 0:
+        counter_add(&w.bytes_out, <uint64_t>n)
+        c.wpos += <size_t>n
+    elif n < 0 and errno != EAGAIN and errno != EINTR:
+        fail(w, c, classify_io_errno(c, errno), clock_ns())
+        return
+    if c.wpos < w.req_len:
+        set_mask(w, c, EPOLLIN | EPOLLOUT)  # wait until writable
+    elif c.epoll_mask != EPOLLIN:
+        set_mask(w, c, EPOLLIN)
+
+
+cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """Open a socket and start a non-blocking connect; the request (if any) waits for it."""
+    cdef int one = 1
+    cdef int r
+    cdef epoll_event ev
+    c.fd = socket(w.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+    c.gen += 1
+    c.carry_len = 0
+    c.served = 0
+    c.got_bytes = 0
+    c.deadline_ns = now + w.timeout_ns
+    if c.fd < 0:
+        c.state = CS_CLOSED
+        fail(w, c, ERR_CONNECT_ERROR, now)
+        return
+    counter_add(&w.connects, 1)
+    if w.family != AF_UNIX:
+        setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+    r = connect(c.fd, <sockaddr *>&w.addr, w.addrlen)
+    if r < 0 and errno != EINPROGRESS:
+        c.state = CS_CONNECTING
+        fail(w, c, classify_connect_errno(errno), now)
+        return
+    c.state = CS_CONNECTING
+    c.epoll_mask = EPOLLOUT
+    ev.events = EPOLLOUT
+    ev.data.u64 = (<uint64_t>c.gen << 32) | <uint64_t>(c - w.conns)
+    if epoll_ctl(w.epfd, EPOLL_CTL_ADD, c.fd, &ev) < 0:
+        fail(w, c, ERR_SOCKET, now)
+
+
+cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    cdef int err = 0
+    cdef socklen_t len_ = sizeof(err)
+    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len_)
+    if err != 0:
+        fail(w, c, classify_connect_errno(err), now)
+        return
+    set_mask(w, c, EPOLLIN)
+    if c.has_request:
+        c.wpos = 0
+        conn_send(w, c)
+    else:
+        c.state = CS_IDLE
+        on_idle(w, c, now)
+
+
+cdef inline void assign(Worker *w, Conn *c, int64_t intended_ns, uint8_t late) noexcept nogil:
+    c.has_request = 1
+    c.intended_ns = intended_ns
+    c.write_ns = 0
+    c.wpos = 0
+    c.late = late
+    w.inflight += 1
+
+
+cdef void dispatch_open(Worker *w, int64_t now) noexcept nogil:
+    """Open loop: hand every due slot to a connection; slots with none wait (late)."""
+    cdef int64_t intended
+    cdef Conn *c
+    cdef uint8_t late
+    while w.scheduling and w.next_k < w.n_local_slots:
+        intended = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride)
+        if intended > now:
+            w.starved = 0
+            return
+        if now - intended >= w.timeout_ns:
+            # its deadline passed while it waited for a connection: never sent
+            w.next_k += 1
+            counter_add(&w.scheduled, 1)
+            counter_add(&w.unsent, 1)
+            continue
+        c = pop_idle(w)
+        late = <uint8_t>w.starved
+        if c == NULL:
+            w.starved = 1
+            late = 1
+            c = pop_closed(w)
+            if c == NULL:
+                return  # every connection is busy or connecting: wait for one
+            w.next_k += 1
+            counter_add(&w.scheduled, 1)
+            assign(w, c, intended, late)
+            conn_connect(w, c, now)
+            continue
+        w.next_k += 1
+        counter_add(&w.scheduled, 1)
+        assign(w, c, intended, late)
+        conn_send(w, c)
+    w.starved = 0
+
+
+cdef void start_closed(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """Closed loop: the next request on this connection, if the run still wants one."""
+    if not w.scheduling:
+        return
+    if w.request_budget >= 0 and w.started >= w.request_budget:
+        return
+    w.started += 1
+    counter_add(&w.scheduled, 1)
+    assign(w, c, 0, 0)
+    if c.state == CS_CLOSED:
+        conn_connect(w, c, now)
+        return
+    conn_send(w, c)
+
+
+cdef void on_idle(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """c has just become free (connected, or its response completed)."""
+    if w.open_loop:
+        push_idle(w, c)
+        if w.starved:
+            dispatch_open(w, now)
+    else:
+        start_closed(w, c, now)
+        if not c.has_request and c.state == CS_IDLE:
+            push_idle(w, c)
+
+
+cdef void reopen_closed(Worker *w, int64_t now) noexcept nogil:
+    """Closed loop: every closed connection starts its next request on a new socket.
+    After a connect error, wait until reconnect_at_ns so a dead server is not spun on."""
+    cdef int32_t tries = w.n_conns
+    cdef Conn *c
+    while tries > 0 and w.scheduling and w.closed_head >= 0 and now >= w.reconnect_at_ns:
+        if w.request_budget >= 0 and w.started >= w.request_budget:
+            return
+        c = pop_closed(w)
+        start_closed(w, c, now)
+        tries -= 1
+
+
+cdef void complete(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    cdef bint keep = c.fr.keep_alive
+    if c.intended_ns == 0:
+        c.intended_ns = c.write_ns
+    emit(w, c, c.fr.status, ERR_NONE, now)
+    c.served += 1
+    if not keep:
+        conn_close(w, c)
+        return
+    c.state = CS_IDLE
+    on_idle(w, c, now)
+
+
+cdef void save_carry(Worker *w, Conn *c, const char *p, size_t n) noexcept nogil:
+    cdef char *grown
+    cdef uint32_t cap
+    if n > c.carry_cap:
+        cap = 1024
+        while cap < n:
+            cap *= 2
+        grown = <char *>realloc(c.carry, cap)
+        if grown == NULL:
+            return
+        c.carry = grown
+        c.carry_cap = cap
+    memmove(c.carry, p, n)
+    c.carry_len = <uint32_t>n
+
+
+cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
+    cdef size_t off = 0, pos = 0, used
+    cdef ssize_t n
+    cdef int r
+    cdef int64_t now
+    cdef uint16_t err
+    if c.carry_len:
+        memcpy(w.rbuf, c.carry, c.carry_len)
+        off = c.carry_len
+        c.carry_len = 0
+    n = read(c.fd, w.rbuf + off, RBUF_BYTES - off)
+    now = clock_ns()
+    if n < 0:
+        if errno == EAGAIN or errno == EINTR:
+            if off:
+                save_carry(w, c, w.rbuf, off)
+            return
+        fail(w, c, classify_io_errno(c, errno), now)
+        return
+    if n == 0:
+        if c.state != CS_BUSY or not c.has_request:
+            conn_close(w, c)  # an idle keep-alive connection closed by the server
+            return
+        if framer_eof(&c.fr) == FR_DONE:
+            complete(w, c, now)
+            if c.state != CS_CLOSED:
+                conn_close(w, c)
+            return
+        if not c.got_bytes and off == 0:
+            err = ERR_KEEPALIVE_CLOSED if c.served > 0 else ERR_CLOSED_BEFORE_RESPONSE
+        elif c.fr.state == FS_HEAD:
+            err = ERR_TRUNCATED_HEADERS
+        else:
+            err = ERR_TRUNCATED_BODY
+        fail(w, c, err, now)
+        return
+    counter_add(&w.bytes_in, <uint64_t>n)
+    if c.state != CS_BUSY or not c.has_request:
+        conn_close(w, c)  # bytes nobody asked for: the framing cannot be trusted
+        return
+    c.got_bytes = 1
+    n += <ssize_t>off
+    r = framer_feed(&c.fr, w.rbuf, <size_t>n, &used)
+    if r == FR_MORE:
+        if used < <size_t>n:
+            save_carry(w, c, w.rbuf + used, <size_t>n - used)
+        return
+    if r == FR_DONE:
+        if used < <size_t>n:
+            # bytes past the end of the response we asked for: count it, then drop
+            # the connection since its framing is no longer trustworthy
+            c.fr.keep_alive = 0
+        complete(w, c, now)
+        return
+    fail(w, c, ERR_HEADERS_TOO_LARGE if r == FR_TOO_LARGE else ERR_PROTOCOL, now)
+
+
+cdef void sweep(Worker *w, int64_t now) noexcept nogil:
+    """Time out requests and connects past their deadline; expire waiting slots."""
+    cdef int32_t i
+    cdef Conn *c
+    for i in range(w.n_conns):
+        c = &w.conns[i]
+        if c.has_request and now >= c.deadline_ns:
+            if c.state == CS_CONNECTING:
+                fail(w, c, ERR_CONNECT_TIMEOUT, now)
+            else:
+                fail(w, c, ERR_TIMEOUT, now)
+        elif c.state == CS_CONNECTING and not c.has_request and now >= c.deadline_ns:
+            conn_close(w, c)
+    if w.open_loop and w.starved:
+        dispatch_open(w, now)
+
+
+cdef void end_load_phase(Worker *w, int64_t now) noexcept nogil:
+    """Stop scheduling: slots already due but never handed out are unsent."""
+    cdef int64_t intended
+    if not w.scheduling:
+        return
+    w.scheduling = 0
+    hm_store_relaxed(&w.load_end_ns, <uint64_t>now)
+    if w.open_loop:
+        while w.next_k < w.n_local_slots:
+            intended = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride)
+            if intended > now:
+                break
+            w.next_k += 1
+            counter_add(&w.scheduled, 1)
+            counter_add(&w.unsent, 1)
+
+
+cdef void cancel_all(Worker *w, int64_t now) noexcept nogil:
+    cdef int32_t i
+    for i in range(w.n_conns):
+        if w.conns[i].has_request:
+            fail(w, &w.conns[i], ERR_CANCELLED, now)
+
+
+cdef int64_t next_wake_ns(Worker *w, int64_t now) noexcept nogil:
+    cdef int64_t wake = w.next_sweep_ns
+    cdef int64_t t
+    if w.scheduling:
+        if w.end_ns < wake:
+            wake = w.end_ns
+        if w.open_loop and not w.starved and w.next_k < w.n_local_slots:
+            t = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride)
+            if t < wake:
+                wake = t
+        elif (not w.open_loop and w.closed_head >= 0 and w.reconnect_at_ns < wake
+                and (w.request_budget < 0 or w.started < w.request_budget)):
+            wake = w.reconnect_at_ns
+    return wake
+
+
+cdef void worker_connect_all(Worker *w) noexcept nogil:
+    """Open every connection before the schedule starts; wait up to the timeout."""
+    cdef int32_t i
+    cdef int n, k
+    cdef int64_t now = clock_ns(), deadline = now + w.timeout_ns
+    cdef epoll_event events[MAX_EVENTS]
+    cdef timespec ts
+    cdef int connecting = 0
+    cdef Conn *c
+    w.closed_head = -1
+    w.idle_head = -1
+    for i in range(w.n_conns - 1, -1, -1):
+        w.conns[i].fd = -1
+        w.conns[i].state = CS_CLOSED
+        w.conns[i].next_free = w.closed_head
+        w.closed_head = i
+    for i in range(w.n_conns):
+        c = pop_closed(w)
+        conn_connect(w, c, now)
+        if c.state == CS_CONNECTING:
+            connecting += 1
+    while connecting > 0 and now < deadline and hm_load_relaxed(w.stop_level) == STOP_NONE:
+        ts.tv_sec = 0
+        ts.tv_nsec = 10000000
+        n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+        now = clock_ns()
+        for k in range(n):
+            c = &w.conns[<uint32_t>events[k].data.u64]
+            if <uint32_t>(events[k].data.u64 >> 32) != c.gen or c.state != CS_CONNECTING:
+                continue
+            connecting -= 1
+            if connected_ok(c):
+                set_mask(w, c, EPOLLIN)
+                push_idle(w, c)
+            else:
+                conn_close(w, c)
+
+
+cdef bint connected_ok(Conn *c) noexcept nogil:
+    cdef int err = 0
+    cdef socklen_t len_ = sizeof(err)
+    if getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len_) < 0:
+        return False
+    return err == 0
+
+
+cdef void worker_run(Worker *w) noexcept nogil:
+    cdef epoll_event events[MAX_EVENTS]
+    cdef timespec ts
+    cdef int n, k
+    cdef int64_t now, wake, wait_ns
+    cdef uint64_t stop
+    cdef uint32_t ev
+    cdef Conn *c
+    cdef int32_t i
+    prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    worker_connect_all(w)
+    hm_store_release(&w.ready, 1)
+    while hm_load_acquire(w.go) == 0:
+        sleep_ns(100000)
+    now = clock_ns()
+    w.start_ns = w.pacer.start_ns
+    w.end_ns = w.start_ns + w.duration_ns if w.duration_ns >= 0 else 0x7FFFFFFFFFFFFFFF
+    w.scheduling = 1
+    w.next_sweep_ns = now + SWEEP_INTERVAL_NS
+    if hm_load_relaxed(w.stop_level) != STOP_NONE:
+        end_load_phase(w, now)
+    elif not w.open_loop:
+        # closed loop: every connected connection starts its first request now
+        i = w.idle_head
+        w.idle_head = -1
+        while i >= 0:
+            c = &w.conns[i]
+            i = c.next_free
+            c.state = CS_IDLE
+            start_closed(w, c, now)
+            if not c.has_request:
+                push_idle(w, c)
+        # connections that failed to open are retried as requests (and counted)
+        reopen_closed(w, now)
+    while True:
+        now = clock_ns()
+        stop = hm_load_relaxed(w.stop_level)
+        if stop == STOP_NOW:
+            end_load_phase(w, now)
+            cancel_all(w, now)
+            break
+        if w.scheduling:
+            if stop == STOP_SCHEDULING or now >= w.end_ns:
+                end_load_phase(w, now)
+            elif w.open_loop:
+                dispatch_open(w, now)
+                if w.next_k >= w.n_local_slots and w.duration_ns < 0:
+                    end_load_phase(w, now)
+            elif w.request_budget >= 0 and w.started >= w.request_budget and w.duration_ns < 0:
+                end_load_phase(w, now)
+            elif w.closed_head >= 0:
+                reopen_closed(w, now)
+        if not w.scheduling and w.inflight == 0:
+            break
+        if now >= w.next_sweep_ns:
+            sweep(w, now)
+            w.next_sweep_ns = now + SWEEP_INTERVAL_NS
+        wake = next_wake_ns(w, now)
+        wait_ns = wake - clock_ns()
+        if wait_ns < 0:
+            wait_ns = 0
+        ts.tv_sec = <long>(wait_ns // 1000000000)
+        ts.tv_nsec = <long>(wait_ns % 1000000000)
+        n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+        for k in range(n):
+            c = &w.conns[<uint32_t>events[k].data.u64]
+            if <uint32_t>(events[k].data.u64 >> 32) != c.gen or c.state == CS_CLOSED:
+                continue
+            ev = events[k].events
+            if c.state == CS_CONNECTING:
+                conn_connected(w, c, clock_ns())
+                continue
+            if ev & (EPOLLIN | EPOLLERR | EPOLLHUP):
+                conn_readable(w, c)
+                if c.state == CS_CLOSED:
+                    continue
+            if (ev & EPOLLOUT) and c.state == CS_BUSY and c.wpos < w.req_len:
+                conn_send(w, c)
+    # leave: close every socket
+    for i in range(w.n_conns):
+        if w.conns[i].fd >= 0:
+            close(w.conns[i].fd)
+            w.conns[i].fd = -1
+    hm_store_release(&w.finished, 1)

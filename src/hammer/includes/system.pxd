@@ -1,0 +1,114 @@
+# All foreign C the core uses, declared once, nogil.
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
+
+
+cdef extern from "hammer_c.h" nogil:
+    uint64_t hm_load_acquire(const uint64_t *p)
+    uint64_t hm_load_relaxed(const uint64_t *p)
+    void hm_store_release(uint64_t *p, uint64_t v)
+    void hm_store_relaxed(uint64_t *p, uint64_t v)
+    uint64_t hm_fetch_add(uint64_t *p, uint64_t v)
+    int64_t hm_muldiv(int64_t a, int64_t b, int64_t c)
+    int64_t hm_now_ns()
+    int hm_clz64(uint64_t v)
+
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum:
+        EAGAIN
+        EWOULDBLOCK
+        EINTR
+        EINPROGRESS
+        ECONNREFUSED
+        ECONNRESET
+        EPIPE
+        ETIMEDOUT
+        EHOSTUNREACH
+        ENETUNREACH
+        EADDRNOTAVAIL
+        EMFILE
+        ENFILE
+
+
+cdef extern from "<time.h>" nogil:
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int nanosleep(const timespec *req, timespec *rem)
+
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void *buf, size_t count)
+    ssize_t write(int fd, const void *buf, size_t count)
+    int close(int fd)
+
+
+cdef extern from "<sys/prctl.h>" nogil:
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5)
+    enum:
+        PR_SET_TIMERSLACK
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    struct sockaddr:
+        sa_family_t sa_family
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    int socket(int domain, int type, int protocol)
+    int connect(int fd, const sockaddr *addr, socklen_t addrlen)
+    int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
+    int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+    ssize_t send(int fd, const void *buf, size_t len, int flags)
+    enum:
+        AF_INET
+        AF_INET6
+        AF_UNIX
+        SOCK_STREAM
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        SOL_SOCKET
+        SO_ERROR
+        SO_LINGER
+        MSG_NOSIGNAL
+    struct linger:
+        int l_onoff
+        int l_linger
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data_t:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_pwait2(int epfd, epoll_event *events, int maxevents,
+                     const timespec *timeout, const void *sigmask)
+    enum:
+        EPOLL_CLOEXEC
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP

@@ -1,0 +1,342 @@
+"""Rendering of a finished run's report dictionary (the JSON contract).
+
+This module only formats; the numbers come from ``Report.to_dict()``. The text report
+is compact, aligned and at most :data:`MAX_WIDTH` characters wide; the JSON report
+keeps the producer's key order and never contains NaN or infinities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hammer.units import format_bytes, format_count, format_duration_ns, format_rate
+
+__all__ = ["MAX_WIDTH", "render_json", "render_text", "write_json_atomic"]
+
+#: Maximum width of a line of the text report.
+MAX_WIDTH = 100
+
+# Latency statistics, in report order, with their column headers.
+_LATENCY_KEYS: tuple[str, ...] = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
+_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
+    ("corrected", "latency_ms"),
+    ("uncorrected", "latency_uncorrected_ms"),
+    ("send lag", "send_lag_ms"),
+)
+_LABEL_WIDTH = 12  # "  requests    " -> 2 spaces indent + label padded to 12
+_TABLE_LABEL_WIDTH = 13
+_TABLE_COLUMN_WIDTH = 9
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _num(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, None, NaN, infinite, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None
+
+
+def _count(value: Any) -> str:
+    """A count with thousands separators; ``-`` when absent or not a number."""
+    number = _num(value)
+    if number is None:
+        return "-"
+    return format_count(int(value) if isinstance(value, int) else round(number))
+
+
+def _seconds(value: Any) -> str:
+    number = _num(value)
+    return "-" if number is None else format_duration_ns(number * 1e9)
+
+
+def _rate(value: Any) -> str:
+    number = _num(value)
+    return "-" if number is None else format_rate(number)
+
+
+def _ms(value: Any) -> str:
+    """A latency in milliseconds for the table: at most 9 characters, ``-`` when None."""
+    number = _num(value)
+    if number is None:
+        return "-"
+    if abs(number) < 10_000:
+        return f"{number:.3f}"
+    if abs(number) < 10_000_000:
+        return f"{number:.1f}"
+    return f"{number:.3g}"
+
+
+def _plural(n: Any, word: str) -> str:
+    return f"{_count(n)} {word}{'' if n == 1 else 's'}"
+
+
+def _shorten(text: str, width: int) -> str:
+    """Cut ``text`` in the middle with ``...`` so that it fits in ``width`` characters."""
+    if len(text) <= width:
+        return text
+    if width <= 3:
+        return text[:width]
+    head = (width - 3 + 1) // 2
+    tail = width - 3 - head
+    return text[:head] + "..." + (text[-tail:] if tail else "")
+
+
+def _section(label: str, items: Iterable[str], sep: str = "  ") -> list[str]:
+    """``  label       item  item ...``, wrapped at item boundaries within MAX_WIDTH."""
+    indent = " " * (2 + _LABEL_WIDTH)
+    first = f"  {label:<{_LABEL_WIDTH}}"
+    lines: list[str] = []
+    current = first
+    empty = True
+    for raw in items:
+        item = _shorten(raw, MAX_WIDTH - len(indent))
+        candidate = current + ("" if empty else sep) + item
+        if not empty and len(candidate) > MAX_WIDTH:
+            lines.append(current)
+            current = indent + item
+        else:
+            current = candidate
+        empty = False
+    if empty:
+        current += "-"
+    lines.append(current.rstrip())
+    return lines
+
+
+def _wrapped(prefix: str, text: str) -> list[str]:
+    """``prefix`` + ``text`` wrapped to MAX_WIDTH, continuation lines indented."""
+    return textwrap.wrap(
+        text,
+        width=MAX_WIDTH,
+        initial_indent=prefix,
+        subsequent_indent=" " * min(len(prefix), 8),
+        break_long_words=True,
+        break_on_hyphens=False,
+    ) or [prefix.rstrip()]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _status_sort_key(item: tuple[str, Any]) -> tuple[int, str]:
+    code = item[0]
+    return (int(code), code) if code.isdigit() else (10**9, code)
+
+
+def _header(report: Mapping[str, Any]) -> list[str]:
+    mode = report.get("mode")
+    rate = _mapping(report.get("rate"))
+    target_rps = _num(rate.get("target_rps"))
+    if mode == "closed":
+        what = f"closed loop, {_plural(report.get('connections'), 'connection')}"
+    elif target_rps is None:
+        what = f"{mode or 'open'} loop"
+    else:
+        what = f"{mode or 'open'} loop at {format_rate(target_rps)}"
+    duration = _seconds(report.get("duration_s"))
+    target = str(report.get("target", "-"))
+    method = str(report.get("method", "-"))
+
+    head = f"hammer: {what} for {duration}"
+    line = f"{head} against {target} ({method})"
+    if len(line) <= MAX_WIDTH:
+        lines = [line]
+    else:  # Long URL: give it its own line, shortened in the middle if still too long.
+        prefix = "  target "
+        lines = [
+            f"{head} ({method})",
+            prefix + _shorten(target, MAX_WIDTH - len(prefix)),
+        ]
+    lines.append(
+        f"  {_plural(report.get('connections'), 'connection')}, "
+        f"{_plural(report.get('threads'), 'thread')}, "
+        f"timeout {_seconds(report.get('timeout_s'))}"
+    )
+    return lines
+
+
+def _latency_table(report: Mapping[str, Any]) -> list[str]:
+    width = _TABLE_COLUMN_WIDTH
+    lines = [
+        f"  {'latency (ms)':<{_TABLE_LABEL_WIDTH}}"
+        + "".join(f"{key:>{width}}" for key in _LATENCY_KEYS)
+    ]
+    for label, key in _LATENCY_ROWS:
+        stats = _mapping(report.get(key))
+        lines.append(
+            f"  {label:<{_TABLE_LABEL_WIDTH}}"
+            + "".join(f"{_ms(stats.get(stat)):>{width}}" for stat in _LATENCY_KEYS)
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- public
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """Render ``report`` as a compact, aligned, wrk-like text report (ends with newline)."""
+    counts = _mapping(report.get("counts"))
+    rate = _mapping(report.get("rate"))
+    data = _mapping(report.get("bytes"))
+    status = _mapping(report.get("status"))
+    errors = _mapping(report.get("errors"))
+    saturated = [str(reason) for reason in report.get("saturated") or ()]
+    notes = [str(note) for note in report.get("notes") or ()]
+
+    lines = _header(report)
+    if saturated:
+        lines.extend(_wrapped("WARNING: generator saturated: ", "; ".join(saturated)))
+    lines.append("")
+
+    lines += _section(
+        "requests",
+        [
+            f"scheduled {_count(counts.get('scheduled'))}",
+            f"sent {_count(counts.get('sent'))}",
+            f"completed {_count(counts.get('completed'))}",
+            f"late {_count(counts.get('late'))}",
+            f"unsent {_count(counts.get('unsent'))}",
+        ],
+    )
+    lines += _section(
+        "outcome",
+        [
+            f"ok {_count(counts.get('ok'))}",
+            f"http errors {_count(counts.get('http_error'))}",
+            f"errors {_count(counts.get('error'))}",
+        ],
+    )
+    target_rps = "-" if report.get("mode") == "closed" else _rate(rate.get("target_rps"))
+    lines += _section(
+        "rate",
+        [
+            f"target {target_rps}",
+            f"achieved {_rate(rate.get('achieved_rps'))}",
+            f"throughput {_rate(report.get('throughput_rps'))}",
+        ],
+    )
+    lines.append("")
+    lines += _latency_table(report)
+    lines.append("")
+
+    lines += _section(
+        "status",
+        [f"{code}: {_count(n)}" for code, n in sorted(status.items(), key=_status_sort_key)],
+        sep="   ",
+    )
+    lines += _section(
+        "errors",
+        [
+            f"{kind}: {_count(n)}"
+            for kind, n in sorted(errors.items(), key=lambda kv: (-(_num(kv[1]) or 0), kv[0]))
+        ],
+        sep="   ",
+    )
+    sent_bytes = _num(data.get("sent"))
+    received_bytes = _num(data.get("received"))
+    lines += _section(
+        "bytes",
+        [
+            f"sent {'-' if sent_bytes is None else format_bytes(int(sent_bytes))}",
+            f"received {'-' if received_bytes is None else format_bytes(int(received_bytes))}",
+        ],
+        sep="   ",
+    )
+    if notes:
+        lines.append("")
+        for note in notes:
+            lines.extend(_wrapped("note: ", note))
+    return "\n".join(lines) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """A JSON-safe copy of ``value``: NaN/inf floats become None, tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def render_json(report: Mapping[str, Any]) -> str:
+    """Render ``report`` as indented JSON (key order kept, no NaN/inf), ending in newline."""
+    return json.dumps(_finite(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_error(path: str, exc: OSError) -> OSError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    error = OSError(f"cannot write JSON report to {path}: {reason}")
+    error.errno = exc.errno
+    return error
+
+
+def write_json_atomic(report: Mapping[str, Any], path: str) -> None:
+    """Write ``render_json(report)`` to ``path`` atomically; ``"-"`` means stdout.
+
+    The JSON goes to a temporary file in the destination directory, is fsynced, and
+    is renamed over ``path``, so readers see either the old file or the complete new
+    one. On failure the temporary file is removed and an :class:`OSError` with the
+    one-line message ``cannot write JSON report to PATH: <reason>`` is raised.
+    """
+    text = render_json(report)  # serialise first: a bad report must not touch the disk
+    if path == "-":
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
+        return
+
+    directory = os.path.dirname(os.path.abspath(path))
+    temp_name: str | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            mode="w",
+            encoding="utf-8",
+            dir=directory,
+            prefix=f".{os.path.basename(path)}.",
+            suffix=".tmp",
+            delete=False,
+        ) as temp:
+            temp_name = temp.name
+            temp.write(text)
+            temp.flush()
+            # NamedTemporaryFile creates 0600; give the report the usual permissions.
+            os.fchmod(temp.fileno(), 0o666 & ~_umask())
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+        temp_name = None
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    finally:
+        if temp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
