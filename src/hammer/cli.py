@@ -7,7 +7,7 @@ Heavy modules (uvloop, the Cython core, hdrh) are imported inside the commands s
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -15,11 +15,24 @@ from hammer import exitcodes
 
 
 class _Group(click.Group):
-    """Turn usage errors into one line on stderr and exit code 2, never a traceback."""
+    """Usage errors become one line on stderr and exit code 2, never a traceback."""
 
-    def main(self, *args, **kwargs):  # type: ignore[override]
-        kwargs.setdefault("standalone_mode", True)
-        return super().main(*args, **kwargs)
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            _fail_usage(exc.format_message().splitlines()[0] + hint)
+        except click.ClickException as exc:
+            _fail_usage(exc.format_message())
+        except click.Abort:
+            click.echo("hammer: aborted", err=True)
+            sys.exit(exitcodes.INTERRUPTED)
 
 
 def _fail_usage(message: str) -> NoReturn:
@@ -62,22 +75,36 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
-    open-loop demo against it.
+    open-loop demo against it (1,000 req/s for 3 s unless told otherwise).
     """
-    from hammer.config import ConfigError, config_from_options
-
-    try:
-        config = config_from_options(
-            url=url, rate=rate, connections=connections, threads=threads,
-            duration=duration, requests=requests, timeout=timeout, method=method,
-            headers=headers, body=body, body_file=body_file,
-        )
-    except ConfigError as exc:
-        _fail_usage(str(exc))
-
+    from hammer.config import ConfigError, make_config
     from hammer.runner import run_cli
 
-    sys.exit(run_cli(config, json_path=json_path, quiet=quiet, demo=url is None))
+    demo_server = None
+    if url is None:
+        from hammer.server import ServeConfig, TargetServer
+
+        demo_server = TargetServer(ServeConfig(host="127.0.0.1", port=0))
+        url = demo_server.start_in_thread()
+        rate = rate or "1000"
+        if duration is None and requests is None:
+            duration = "3s"
+        click.echo(f"hammer: no URL given: started the built-in target at {url}; "
+                   f"open loop at {rate}/s for {duration or requests + ' requests'}", err=True)
+    try:
+        try:
+            config = make_config(
+                url, rate=rate, connections=connections, threads=threads,
+                duration=duration, requests=requests, timeout=timeout, method=method,
+                headers=headers, body=body, body_file=body_file,
+            )
+        except ConfigError as exc:
+            _fail_usage(str(exc))
+        code = run_cli(config, json_path=json_path, quiet=quiet)
+    finally:
+        if demo_server is not None:
+            demo_server.stop()
+    sys.exit(code)
 
 
 @main.command()

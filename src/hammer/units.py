@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 __all__ = [
+    "NS_PER_S",
     "format_bytes",
     "format_count",
     "format_duration_ns",
@@ -35,6 +36,8 @@ __all__ = [
     "parse_rate",
     "parse_size",
 ]
+
+NS_PER_S = 1_000_000_000
 
 #: Largest value any parser returns: the int64 maximum (for durations ~292 years).
 MAX_INT64 = 2**63 - 1

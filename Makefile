@@ -1,0 +1,33 @@
+# Developer and CI entry points. `make test` is the one command the README and
+# .ci/run both use.
+#
+# `install` is a regular (non-editable) install: it always rebuilds the Cython core,
+# and the tests import that installed copy (src/ is not on sys.path), so they test
+# what users get. `dev` is an editable install plus an in-place build, for quick
+# iteration; rerun it after editing a .pyx/.pxd/.pxi file.
+
+PYTHON ?= python3
+
+.PHONY: install dev test lint bench clean
+
+install:
+	$(PYTHON) -m pip install '.[test]'
+
+dev:
+	$(PYTHON) -m pip install -e '.[test]'
+	$(PYTHON) setup.py build_ext --inplace
+
+lint:
+	$(PYTHON) -m ruff check src tests
+
+test: install
+	$(PYTHON) -m ruff check src tests
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -f src/hammer/_core.c src/hammer/_core*.so src/hammer/_core*.html
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,298 @@
+"""Run configuration: one frozen dataclass, validated once, with the request pre-serialised.
+
+The CLI and the Python API both build a RunConfig through make_config(); nothing
+downstream re-validates.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
+
+from hammer import pacer, units
+
+DEFAULT_DURATION_NS = 10 * units.NS_PER_S
+DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
+DEFAULT_OPEN_CONNECTIONS = 64
+DEFAULT_CLOSED_CONNECTIONS = 10
+MAX_RATE_RPS = 100_000_000
+MAX_CONNECTIONS = 1_000_000
+MAX_THREADS = 256
+USER_AGENT = "hammer/0.1"
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+class ConfigError(ValueError):
+    """A bad option or argument: reported as one line, exit code 2, nothing sent."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: the URL as given (secrets redacted) and the resolved address."""
+
+    url: str                # for reports: user:password removed
+    scheme: str
+    host: str               # as written in the URL (no brackets)
+    port: int
+    path: str               # path and query, as sent on the request line
+    address: str            # resolved IP literal the core connects to
+    host_header: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    target: Target
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    rate_rps: Fraction | None = None   # None: closed loop
+    connections: int = DEFAULT_CLOSED_CONNECTIONS
+    threads: int = 1
+    duration_ns: int | None = DEFAULT_DURATION_NS  # None: until `requests` run out
+    requests: int | None = None
+    timeout_ns: int = DEFAULT_TIMEOUT_NS
+    request_bytes: bytes = field(default=b"", repr=False)
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_rps is not None
+
+    @property
+    def mode(self) -> str:
+        return "open" if self.open_loop else "closed"
+
+    def n_slots(self) -> int:
+        """Slots the open-loop schedule holds: slot i is due at i / rate seconds."""
+        if self.rate_rps is None:
+            raise ValueError("closed loop has no schedule")
+        candidates = []
+        if self.duration_ns is not None:
+            candidates.append(pacer.slots_within(self.duration_ns, self.rate_rps))
+        if self.requests is not None:
+            candidates.append(self.requests)
+        return min(candidates)
+
+    def redacted_headers(self) -> list[tuple[str, str]]:
+        return [(k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers]
+
+
+def _parse_url(url: str) -> SplitResult:
+    if not url or any(c.isspace() for c in url):
+        raise ConfigError(f"invalid URL {url!r}")
+    if "://" not in url:
+        raise ConfigError(f"invalid URL {url!r}: give a scheme, e.g. http://{url}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigError(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme == "https":
+        raise ConfigError(f"unsupported URL {url!r}: https is not supported yet, use http://")
+    if parts.scheme != "http":
+        raise ConfigError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use http://)")
+    if not parts.hostname:
+        raise ConfigError(f"invalid URL {url!r}: no host")
+    return parts
+
+
+def _resolve(host: str, port: int) -> str:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(f"cannot resolve host {host!r}: {reason}") from None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for fam, _, _, _, sockaddr in infos:
+            if fam == family:
+                return str(sockaddr[0])
+    raise ConfigError(f"cannot resolve host {host!r}: no IPv4 or IPv6 address")
+
+
+def make_target(url: str) -> tuple[Target, tuple[tuple[str, str], ...]]:
+    """Parse and resolve the URL once. Returns the target and any header the URL
+    implies (Basic credentials from user:password@)."""
+    parts = _parse_url(url)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    implied: tuple[tuple[str, str], ...] = ()
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        creds = f"{parts.username or ''}:{parts.password or ''}".encode()
+        implied = (("Authorization", "Basic " + base64.b64encode(creds).decode()),)
+        netloc = netloc.rsplit("@", 1)[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    host_header = shown_host if parts.port in (None, 80) else f"{shown_host}:{port}"
+    redacted = parts._replace(netloc=netloc, fragment="").geturl()
+    target = Target(url=redacted, scheme=parts.scheme, host=host, port=port, path=path,
+                    address=_resolve(host, port), host_header=host_header)
+    return target, implied
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or any(c not in _TCHARS for c in name):
+        raise ConfigError(f"invalid header {text!r} (use 'Name: value')")
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"invalid header {name!r}: the value holds a line break or NUL")
+    if name.lower() in _FRAMING_HEADERS:
+        raise ConfigError(f"header {name!r} is set by hammer from the body; remove it")
+    return name, value
+
+
+def serialise_request(target: Target, method: str, headers: Iterable[tuple[str, str]],
+                      body: bytes) -> bytes:
+    """The exact bytes of one HTTP/1.1 keep-alive request."""
+    given = list(headers)
+    names = {k.lower() for k, _ in given}
+    lines = [f"{method} {target.path} HTTP/1.1"]
+    if "host" not in names:
+        lines.append(f"Host: {target.host_header}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    if "accept" not in names:
+        lines.append("Accept: */*")
+    lines.extend(f"{k}: {v}" for k, v in given)
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + body
+
+
+def _as_ns(value: str | float | int | None, what: str, *, allow_zero: bool = False) -> int | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            ns = units.parse_duration_ns(value, allow_zero=allow_zero)
+        else:
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError
+            ns = int(Fraction(value) * units.NS_PER_S)
+            if ns < 0 or (ns == 0 and not allow_zero):
+                raise ValueError
+    except ValueError as exc:
+        detail = str(exc) if isinstance(value, str) else f"invalid {what} {value!r}"
+        raise ConfigError(f"{what}: {detail}" if what not in detail else detail) from None
+    return ns
+
+
+def _as_count(value: str | int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid {what} {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ConfigError(f"invalid {what} '{value}': must be a positive whole number")
+        return value
+    try:
+        return units.parse_count(str(value), name=what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _as_rate(value: str | float | int | Fraction | None) -> Fraction | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            rate = units.parse_rate(value)
+        else:
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"invalid rate {value!r}")
+            rate = Fraction(value).limit_denominator(10**6)
+            if rate <= 0:
+                raise ValueError(f"rate must be positive: '{value}'")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if rate > MAX_RATE_RPS:
+        raise ConfigError(
+            f"rate {float(rate):,.0f}/s is above the {MAX_RATE_RPS:,}/s hammer supports")
+    # keep the period representable exactly: numerator and denominator fit in int64
+    return rate.limit_denominator(10**9) if rate.denominator > 10**9 else rate
+
+
+def make_config(
+    url: str,
+    *,
+    rate: str | float | int | Fraction | None = None,
+    connections: str | int | None = None,
+    threads: str | int = 1,
+    duration: str | float | int | None = None,
+    requests: str | int | None = None,
+    timeout: str | float | int = "10s",
+    method: str = "GET",
+    headers: Iterable[str] | Mapping[str, str] = (),
+    body: str | bytes | None = None,
+    body_file: str | os.PathLike[str] | None = None,
+) -> RunConfig:
+    """Validate options (strings as on the command line, or numbers: seconds, req/s)
+    into a RunConfig. Raises ConfigError with a one-line message."""
+    rate_rps = _as_rate(rate)
+    n_threads = _as_count(threads, "threads") or 1
+    n_conns = _as_count(connections, "connections")
+    if n_conns is None:
+        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps else DEFAULT_CLOSED_CONNECTIONS,
+                      n_threads)
+    if n_threads > MAX_THREADS:
+        raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
+    if n_conns > MAX_CONNECTIONS:
+        raise ConfigError(f"connections {n_conns:,} is more than the {MAX_CONNECTIONS:,} supported")
+    if n_conns < n_threads:
+        raise ConfigError(
+            f"connections ({n_conns}) must be at least threads ({n_threads}): "
+            "each thread needs one")
+    duration_ns = _as_ns(duration, "duration")
+    n_requests = _as_count(requests, "requests")
+    if duration_ns is None and n_requests is None:
+        duration_ns = DEFAULT_DURATION_NS
+    timeout_ns = _as_ns(timeout, "timeout")
+    assert timeout_ns is not None
+    method = method.strip() if isinstance(method, str) else method
+    if not method or any(c not in _TCHARS for c in method):
+        raise ConfigError(f"invalid method {method!r}")
+    if body is not None and body_file is not None:
+        raise ConfigError("give --body or --body-file, not both")
+    body_bytes = b""
+    if body is not None:
+        body_bytes = body.encode() if isinstance(body, str) else bytes(body)
+    elif body_file is not None:
+        try:
+            body_bytes = Path(body_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read body file {str(body_file)!r}: {exc.strerror}") from None
+    if isinstance(headers, Mapping):
+        header_lines = [f"{k}: {v}" for k, v in headers.items()]
+    else:
+        header_lines = list(headers)
+    parsed_headers = tuple(_parse_header(h) for h in header_lines)
+    if url is None:
+        raise ConfigError("no URL given")
+    target, implied = make_target(url)
+    all_headers = implied + parsed_headers
+    return RunConfig(
+        target=target,
+        method=method,
+        headers=all_headers,
+        body=body_bytes,
+        rate_rps=rate_rps,
+        connections=n_conns,
+        threads=n_threads,
+        duration_ns=duration_ns,
+        requests=n_requests,
+        timeout_ns=timeout_ns,
+        request_bytes=serialise_request(target, method, all_headers, body_bytes),
+    )

@@ -1,0 +1,143 @@
+"""The report: what a run measured, built once from the engine's totals.
+
+Metrics only accumulate (in the core's aggregator); this module turns totals into the
+report contract of DESIGN.md section 4. Reporters only format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hammer.config import RunConfig
+
+SEND_LAG_SATURATION_MS = 1.0
+REPORT_VERSION = 1
+
+
+@dataclass
+class Counts:
+    scheduled: int = 0
+    sent: int = 0
+    completed: int = 0
+    ok: int = 0
+    http_error: int = 0
+    error: int = 0
+    unsent: int = 0
+    late: int = 0
+
+    def balanced(self) -> bool:
+        """The accounting invariant: every scheduled request is in exactly one bucket."""
+        return (self.scheduled == self.ok + self.http_error + self.error + self.unsent
+                and self.completed == self.ok + self.http_error)
+
+
+@dataclass
+class Report:
+    config: RunConfig
+    duration_s: float
+    counts: Counts
+    status: dict[str, int]
+    errors: dict[str, int]
+    latency_ms: dict[str, float | None]
+    latency_uncorrected_ms: dict[str, float | None]
+    send_lag_ms: dict[str, float | None]
+    bytes_sent: int
+    bytes_received: int
+    ring_full_waits: int = 0
+    interrupted: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def achieved_rps(self) -> float:
+        return self.counts.sent / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def throughput_rps(self) -> float:
+        return self.counts.completed / self.duration_s if self.duration_s > 0 else 0.0
+
+    def saturation(self) -> list[str]:
+        """Reasons the generator could not keep its own schedule (empty: it kept up)."""
+        reasons = []
+        lag_p99 = self.send_lag_ms.get("p99")
+        if self.config.open_loop and lag_p99 is not None and lag_p99 > SEND_LAG_SATURATION_MS:
+            reasons.append(f"send-lag p99 {lag_p99:.2f} ms above {SEND_LAG_SATURATION_MS:g} ms")
+        if self.counts.unsent:
+            reasons.append(f"{self.counts.unsent:,} requests never sent")
+        if self.ring_full_waits:
+            reasons.append(f"result ring full {self.ring_full_waits:,} times")
+        return reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "version": REPORT_VERSION,
+            "target": cfg.target.url,
+            "mode": cfg.mode,
+            "method": cfg.method,
+            "duration_s": round(self.duration_s, 6),
+            "connections": cfg.connections,
+            "threads": cfg.threads,
+            "timeout_s": cfg.timeout_ns / 1e9,
+            "rate": {
+                "target_rps": float(cfg.rate_rps) if cfg.rate_rps is not None else None,
+                "achieved_rps": round(self.achieved_rps, 3),
+            },
+            "throughput_rps": round(self.throughput_rps, 3),
+            "counts": {
+                "scheduled": self.counts.scheduled,
+                "sent": self.counts.sent,
+                "completed": self.counts.completed,
+                "ok": self.counts.ok,
+                "http_error": self.counts.http_error,
+                "error": self.counts.error,
+                "unsent": self.counts.unsent,
+                "late": self.counts.late,
+            },
+            "status": dict(self.status),
+            "errors": dict(self.errors),
+            "latency_ms": dict(self.latency_ms),
+            "latency_uncorrected_ms": dict(self.latency_uncorrected_ms),
+            "send_lag_ms": dict(self.send_lag_ms),
+            "bytes": {"sent": self.bytes_sent, "received": self.bytes_received},
+            "interrupted": self.interrupted,
+            "saturated": self.saturation(),
+            "notes": list(self.notes),
+        }
+
+
+def build_report(config: RunConfig, engine: Any, duration_s: float,
+                 interrupted: str | None = None) -> Report:
+    """Totals from a finished engine (its rings fully drained) into a Report."""
+    agg = engine.aggregator
+    totals = engine.counters()
+    counts = Counts(
+        scheduled=totals["scheduled"],
+        sent=agg.sent,
+        completed=agg.completed,
+        ok=agg.ok,
+        http_error=agg.http_error,
+        error=agg.errors,
+        unsent=totals["unsent"],
+        late=agg.late,
+    )
+    report = Report(
+        config=config,
+        duration_s=duration_s,
+        counts=counts,
+        status=agg.status(),
+        errors=agg.error_classes(),
+        latency_ms=agg.latency.summary_ms(),
+        latency_uncorrected_ms=agg.latency_uncorrected.summary_ms(),
+        send_lag_ms=agg.send_lag.summary_ms(),
+        bytes_sent=totals["bytes_sent"],
+        bytes_received=totals["bytes_received"],
+        ring_full_waits=totals["ring_full_waits"],
+        interrupted=interrupted,
+    )
+    if not counts.balanced():
+        report.notes.append(
+            f"accounting mismatch (a bug, please report it): scheduled {counts.scheduled} != "
+            f"ok {counts.ok} + http_error {counts.http_error} + error {counts.error} "
+            f"+ unsent {counts.unsent}")
+    return report

@@ -1,0 +1,194 @@
+"""The control plane: configure the engine, start it, drain it, stop it, report.
+
+Runs on uvloop. Nothing here runs per request: the workers run without the GIL and
+this loop only wakes every DRAIN_INTERVAL_S to move results into the aggregator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hammer import exitcodes
+from hammer.config import ConfigError, RunConfig, make_config
+from hammer.metrics import Report, build_report
+
+DRAIN_INTERVAL_S = 0.1
+START_DELAY_NS = 2_000_000       # slot 0 is due this long after the workers are released
+STOP_GRACE_S = 1.0               # after a stop signal, in-flight requests get this long
+READY_EXTRA_S = 5.0              # beyond the timeout, how long opening connections may take
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class Interrupt:
+    """Stop requests from signals (or a caller): the first stops scheduling, the second
+    (or the grace running out) cancels what is still in flight."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.level = 0
+        self.first_at = 0.0
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.first_at = time.monotonic()
+        self.level = min(self.level + 1, 2)
+
+
+def _engine_for(config: RunConfig) -> Any:
+    from hammer import _core
+
+    rate = config.rate_rps
+    return _core.Engine(
+        host=config.target.address,
+        port=config.target.port,
+        request=config.request_bytes,
+        is_head=config.method == "HEAD",
+        threads=config.threads,
+        connections=config.connections,
+        rate_num=rate.numerator if rate is not None else None,
+        rate_den=rate.denominator if rate is not None else 1,
+        n_slots=config.n_slots() if rate is not None else 0,
+        duration_ns=config.duration_ns if config.duration_ns is not None else -1,
+        max_requests=config.requests if config.requests is not None else -1,
+        timeout_ns=config.timeout_ns,
+    )
+
+
+async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
+                    interrupt: Interrupt | None = None) -> Report:
+    """Run one load phase on the running event loop and return its report."""
+    from hammer import _core
+    from hammer.limits import ensure_nofile
+
+    ensure_nofile(config.connections)
+    interrupt = interrupt or Interrupt()
+    engine = _engine_for(config)
+    engine.start()
+    ready_deadline = time.monotonic() + config.timeout_ns / 1e9 + READY_EXTRA_S
+    while not engine.all_ready():
+        if interrupt.level or time.monotonic() > ready_deadline:
+            engine.stop(2)
+            break
+        await asyncio.sleep(0.001)
+    start_ns = _core.monotonic_ns() + START_DELAY_NS
+    engine.go_at(start_ns)
+    stop_level_sent = 0
+    next_progress = time.monotonic() + 1.0
+    while not engine.finished():
+        await asyncio.sleep(DRAIN_INTERVAL_S)
+        engine.drain()
+        level = interrupt.level
+        if interrupt.reason and time.monotonic() - interrupt.first_at > STOP_GRACE_S:
+            level = 2
+        if level > stop_level_sent:
+            engine.stop(level)
+            stop_level_sent = level
+        if progress is not None and time.monotonic() >= next_progress:
+            next_progress += 1.0
+            progress(_progress_snapshot(engine, start_ns))
+    await asyncio.get_running_loop().run_in_executor(None, engine.join)
+    engine.drain()
+    load_end_ns = engine.counters()["load_end_ns"] or _core.monotonic_ns()
+    duration_s = max(load_end_ns - start_ns, 0) / 1e9
+    return build_report(config, engine, duration_s, interrupted=interrupt.reason)
+
+
+def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:
+    from hammer import _core
+
+    agg = engine.aggregator
+    return {
+        "elapsed_s": (_core.monotonic_ns() - start_ns) / 1e9,
+        "scheduled": engine.counters()["scheduled"],
+        "completed": agg.completed,
+        "errors": agg.errors,
+    }
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, interrupt: Interrupt) -> list[int]:
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    installed = []
+    for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        loop.add_signal_handler(signum, interrupt.request, name)
+        installed.append(signum)
+    return installed
+
+
+async def _run_with_signals(config: RunConfig, progress: ProgressFn | None,
+                            interrupt: Interrupt) -> Report:
+    loop = asyncio.get_running_loop()
+    installed = _install_signals(loop, interrupt)
+    try:
+        return await run_async(config, progress=progress, interrupt=interrupt)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def run(config: RunConfig | str | None = None, /, *, progress: ProgressFn | None = None,
+        **options: Any) -> Report:
+    """Run a load test and return its Report. The Python API and the CLI's `hammer run`.
+
+        report = hammer.run("http://127.0.0.1:8080/", rate=1000, duration="5s")
+        report = hammer.run(hammer.make_config(url, connections=64, duration=10))
+
+    Options are those of make_config(). SIGINT/SIGTERM stop the run gracefully and the
+    partial report is returned (report.interrupted names the signal).
+    """
+    import uvloop
+
+    if not isinstance(config, RunConfig):
+        if config is None and "url" not in options:
+            raise ConfigError("no URL given")
+        config = make_config(config if config is not None else options.pop("url"), **options)
+    interrupt = Interrupt()
+    return uvloop.run(_run_with_signals(config, progress, interrupt))
+
+
+def _print_progress(snapshot: dict[str, Any]) -> None:
+    sys.stderr.write(
+        f"\r  {snapshot['elapsed_s']:6.1f}s  scheduled {snapshot['scheduled']:,}  "
+        f"completed {snapshot['completed']:,}  errors {snapshot['errors']:,}   ")
+    sys.stderr.flush()
+
+
+def run_cli(config: RunConfig, *, json_path: str | None, quiet: bool) -> int:
+    """`hammer run`: run, print the text report, write JSON; return the exit code."""
+    from hammer.reporters import render_text, write_json_atomic
+
+    show_progress = not quiet and sys.stderr.isatty()
+    try:
+        report = run(config, progress=_print_progress if show_progress else None)
+    except ConfigError:
+        raise
+    except OSError as exc:
+        print(f"hammer: error: {exc}", file=sys.stderr)
+        return exitcodes.FAILED
+    if show_progress:
+        sys.stderr.write("\r" + " " * 78 + "\r")
+    data = report.to_dict()
+    code = exitcodes.OK
+    if report.interrupted == "SIGINT":
+        code = exitcodes.INTERRUPTED
+    elif report.interrupted == "SIGTERM":
+        code = exitcodes.TERMINATED
+    if not quiet:
+        text_out = sys.stderr if json_path == "-" else sys.stdout
+        text_out.write(render_text(data))
+        text_out.flush()
+    if json_path is not None:
+        try:
+            write_json_atomic(data, json_path)
+        except OSError as exc:
+            print(f"hammer: error: {exc}", file=sys.stderr)
+            return exitcodes.FAILED
+    return code

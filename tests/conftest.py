@@ -1,0 +1,104 @@
+"""Shared fixtures: the built-in target server and nginx, both on 127.0.0.1.
+
+``hammer`` itself is imported from wherever Python finds it (the installed copy, with
+its compiled core, under ``make test``); ``src`` is deliberately not put on sys.path.
+Only this directory is, so tests can ``import servers``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from servers import (  # noqa: E402
+    NginxServer,
+    TargetServerProcess,
+    find_nginx,
+    start_nginx,
+    start_target_server,
+)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that use the nginx fixture get the `nginx` marker (so `-m "not nginx"` works).
+    for item in items:
+        if "nginx" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.nginx)
+
+
+@pytest.fixture
+def target_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., TargetServerProcess]]:
+    """Factory: ``target_server(status=200, body_size="0", delay="0ms", extra_args=())``
+    starts ``python -m hammer serve --port 0 ...`` and returns a TargetServerProcess
+    (``.url``, ``.host``, ``.port``, ``.stats()``, ``.arrivals()``, ``.reset()``,
+    ``.stall(seconds)``, ``.wait_stats(**expected)``, ``.stderr_text()``, ``.stop()``).
+    Every server started is stopped at teardown (SIGTERM, SIGKILL after 5 s), and must
+    then exit with status 0.
+    """
+    started: list[TargetServerProcess] = []
+    log_dir = tmp_path_factory.mktemp("target-server")
+
+    def factory(
+        status: int = 200,
+        body_size: str = "0",
+        delay: str = "0ms",
+        extra_args: tuple[str, ...] = (),
+    ) -> TargetServerProcess:
+        server = start_target_server(
+            log_dir, status=status, body_size=body_size, delay=delay, extra_args=extra_args
+        )
+        started.append(server)
+        return server
+
+    yield factory
+
+    failures = []
+    for server in started:
+        already_stopped = server.returncode is not None
+        rc = server.stop()
+        if not already_stopped and rc != 0:
+            failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
+    if failures:
+        pytest.fail("target server did not stop cleanly: " + "; ".join(failures))
+
+
+@pytest.fixture
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NginxServer]]:
+    """Factory: ``nginx(workers=1, extra_locations="")`` starts nginx on a free
+    127.0.0.1 port with a private config and returns an NginxServer (``.url``,
+    ``.port``, ``.requests_served(wait_for=None, timeout=5.0)``, ``.access_log_lines()``,
+    ``.access_log_entries()``, ``.connections_in_log()``, ``.connections_accepted()``,
+    ``.stub_status()``, ``.stop()``). Skips when nginx is missing, fails under CI=true.
+    """
+    nginx_bin = find_nginx()
+    if nginx_bin is None:
+        if _in_ci():
+            pytest.fail("nginx is not installed, and CI=true requires it")
+        pytest.skip("nginx is not installed")
+    started: list[NginxServer] = []
+
+    def factory(workers: int = 1, extra_locations: str = "") -> NginxServer:
+        assert nginx_bin is not None
+        prefix = tmp_path_factory.mktemp("nginx")
+        server = start_nginx(nginx_bin, prefix, workers=workers, extra_locations=extra_locations)
+        started.append(server)
+        return server
+
+    yield factory
+
+    for server in started:
+        server.stop()
