@@ -22,6 +22,7 @@ from servers import (  # noqa: E402
     NginxServer,
     TargetServerProcess,
     find_nginx,
+    free_port,
     start_nginx,
     start_target_server,
 )
@@ -102,3 +103,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
 
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A 127.0.0.1 port with nothing listening (connections to it are refused)."""
+    return free_port()

@@ -510,3 +510,84 @@ def _wait_nginx_ready(server: NginxServer, timeout: float) -> None:
                 f"nginx not ready after {timeout}s; error log: {server.error_log_text()}"
             )
         time.sleep(0.02)
+
+
+# Linux: SO_TIMESTAMPNS (== SCM_TIMESTAMPNS); Python's socket module does not name it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class ArrivalServer:
+    """A minimal HTTP/1.1 keep-alive server that records each request's arrival time as
+    stamped by the kernel (SO_TIMESTAMPNS) when its bytes reached the socket, so the
+    server's own wake-up latency does not blur the measured spacing. Answers every
+    request with an empty 200. Runs in a thread; one request per read (no pipelining)."""
+
+    def __init__(self) -> None:
+        import selectors
+        import threading
+
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOCALHOST, 0))
+        self._listener.listen(1024)
+        self._listener.setblocking(False)
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://{LOCALHOST}:{self.port}/"
+        self.arrivals_ns: list[int] = []
+        self.requests = 0
+        self.connections = 0
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._listener, selectors.EVENT_READ)
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import struct
+
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        while not self._stop:
+            for key, _ in self._sel.select(timeout=0.05):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self._listener:
+                    try:
+                        conn, _ = self._listener.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self.connections += 1
+                    self._sel.register(conn, selectors.EVENT_READ, data=bytearray())
+                    continue
+                data, ancdata, _, _ = sock.recvmsg(65536, 1024)
+                if not data:
+                    self._sel.unregister(sock)
+                    sock.close()
+                    continue
+                pending = key.data
+                pending += data
+                stamp = 0
+                for level, kind, payload in ancdata:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", payload[:16])
+                        stamp = sec * 1_000_000_000 + nsec
+                # requests are complete at each header end (no bodies are sent here)
+                n = pending.count(b"\r\n\r\n")
+                del pending[: pending.rfind(b"\r\n\r\n") + 4 if n else 0]
+                self.requests += n
+                self.arrivals_ns.extend([stamp] * n)
+                sock.sendall(response * n)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+        for key in list(self._sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._sel.close()
+
+    def __enter__(self) -> ArrivalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,6 +13,9 @@ import click
 
 from hammer import exitcodes
 
+DEMO_RATE = "1000"
+DEMO_DURATION = "3s"
+
 
 class _Group(click.Group):
     """Usage errors become one line on stderr and exit code 2, never a traceback."""
@@ -60,6 +63,9 @@ def main() -> None:
               help="Stop after N scheduled requests (with -d: whichever comes first).")
 @click.option("--timeout", default="10s", show_default=True, metavar="D",
               help="Per-request timeout, from the write to the last response byte.")
+@click.option("--spin", default="1ms", show_default=True, metavar="D",
+              help="Open loop: poll instead of sleeping this long before each send "
+                   "(precision for CPU time; 0 = always sleep).")
 @click.option("-m", "--method", default="GET", show_default=True)
 @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
               help="Request header, repeatable.")
@@ -69,7 +75,7 @@ def main() -> None:
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
 def run(url: str | None, rate: str | None, connections: str | None, threads: str,
-        duration: str | None, requests: str | None, timeout: str, method: str,
+        duration: str | None, requests: str | None, timeout: str, spin: str, method: str,
         headers: tuple[str, ...], body: str | None, body_file: str | None,
         json_path: str | None, quiet: bool) -> None:
     """Send load to URL and report what happened.
@@ -77,30 +83,40 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
     open-loop demo against it (1,000 req/s for 3 s unless told otherwise).
     """
-    from hammer.config import ConfigError, make_config
+    from hammer.config import ConfigError, RunConfig, make_config
     from hammer.runner import run_cli
 
-    demo_server = None
-    if url is None:
-        from hammer.server import ServeConfig, TargetServer
+    def configure(target_url: str) -> RunConfig:
+        return make_config(
+            target_url, rate=rate, connections=connections, threads=threads,
+            duration=duration, requests=requests, timeout=timeout, spin=spin,
+            method=method, headers=headers, body=body, body_file=body_file,
+        )
 
-        demo_server = TargetServer(ServeConfig(host="127.0.0.1", port=0))
-        url = demo_server.start_in_thread()
-        rate = rate or "1000"
+    demo = url is None
+    if demo:
+        rate = rate if rate is not None else DEMO_RATE
         if duration is None and requests is None:
-            duration = "3s"
-        click.echo(f"hammer: no URL given: started the built-in target at {url}; "
-                   f"open loop at {rate}/s for {duration or requests + ' requests'}", err=True)
+            duration = DEMO_DURATION
     try:
-        try:
-            config = make_config(
-                url, rate=rate, connections=connections, threads=threads,
-                duration=duration, requests=requests, timeout=timeout, method=method,
-                headers=headers, body=body, body_file=body_file,
-            )
-        except ConfigError as exc:
-            _fail_usage(str(exc))
+        # options are checked before anything starts (the demo server included)
+        config = configure(url if url is not None else "http://127.0.0.1:9/")
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+    demo_server = None
+    try:
+        if demo:
+            from hammer.server import ServeConfig, TargetServer
+
+            demo_server = TargetServer(ServeConfig(host="127.0.0.1", port=0))
+            url = demo_server.start_in_thread()
+            config = configure(url)
+            length = f"{duration}" if duration is not None else f"{requests} requests"
+            click.echo(f"hammer: no URL given: started the built-in target at {url}; "
+                       f"open loop at {rate}/s for {length}", err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet)
+    except ConfigError as exc:
+        _fail_usage(str(exc))
     finally:
         if demo_server is not None:
             demo_server.stop()

@@ -9,26 +9,33 @@ from __future__ import annotations
 import base64
 import math
 import os
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from hammer import pacer, units
 
 DEFAULT_DURATION_NS = 10 * units.NS_PER_S
 DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
+# Open loop: the worker stops sleeping this long before each slot and polls instead.
+# Waking from a sleep can be late by a millisecond or more on an idle (virtual) CPU;
+# polling keeps sends within microseconds of the schedule at the cost of CPU time.
+DEFAULT_SPIN_NS = 1_000_000
 DEFAULT_OPEN_CONNECTIONS = 64
 DEFAULT_CLOSED_CONNECTIONS = 10
 MAX_RATE_RPS = 100_000_000
+MIN_RATE_RPS = Fraction(1, 86_400)
 MAX_CONNECTIONS = 1_000_000
 MAX_THREADS = 256
 USER_AGENT = "hammer/0.1"
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
 class ConfigError(ValueError):
@@ -60,6 +67,7 @@ class RunConfig:
     duration_ns: int | None = DEFAULT_DURATION_NS  # None: until `requests` run out
     requests: int | None = None
     timeout_ns: int = DEFAULT_TIMEOUT_NS
+    spin_ns: int = DEFAULT_SPIN_NS
     request_bytes: bytes = field(default=b"", repr=False)
 
     @property
@@ -85,22 +93,28 @@ class RunConfig:
         return [(k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers]
 
 
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ replaced, for messages and reports."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1<redacted>@", url)
+
+
 def _parse_url(url: str) -> SplitResult:
+    shown = redact_url(url)
     if not url or any(c.isspace() for c in url):
-        raise ConfigError(f"invalid URL {url!r}")
+        raise ConfigError(f"invalid URL {shown!r}")
     if "://" not in url:
-        raise ConfigError(f"invalid URL {url!r}: give a scheme, e.g. http://{url}")
+        raise ConfigError(f"invalid URL {shown!r}: give a scheme, e.g. http://{shown}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - validates the port
     except ValueError as exc:
-        raise ConfigError(f"invalid URL {url!r}: {exc}") from None
+        raise ConfigError(f"invalid URL {shown!r}: {exc}") from None
     if parts.scheme == "https":
-        raise ConfigError(f"unsupported URL {url!r}: https is not supported yet, use http://")
+        raise ConfigError(f"unsupported URL {shown!r}: https is not supported yet, use http://")
     if parts.scheme != "http":
-        raise ConfigError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use http://)")
+        raise ConfigError(f"unsupported URL scheme {parts.scheme!r} in {shown!r} (use http://)")
     if not parts.hostname:
-        raise ConfigError(f"invalid URL {url!r}: no host")
+        raise ConfigError(f"invalid URL {shown!r}: no host")
     return parts
 
 
@@ -123,9 +137,10 @@ def make_target(url: str) -> tuple[Target, tuple[tuple[str, str], ...]]:
     parts = _parse_url(url)
     host = parts.hostname or ""
     port = parts.port or 80
-    path = parts.path or "/"
+    # non-ASCII in the path or query goes out percent-encoded (UTF-8), as browsers do
+    path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe=_URL_SAFE)
     implied: tuple[tuple[str, str], ...] = ()
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
@@ -147,6 +162,12 @@ def _parse_header(text: str) -> tuple[str, str]:
         raise ConfigError(f"invalid header {text!r} (use 'Name: value')")
     if any(c in value for c in "\r\n\0"):
         raise ConfigError(f"invalid header {name!r}: the value holds a line break or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"invalid header {name!r}: the value holds characters outside Latin-1 "
+            "(percent-encode or base64 them)") from None
     if name.lower() in _FRAMING_HEADERS:
         raise ConfigError(f"header {name!r} is set by hammer from the body; remove it")
     return name, value
@@ -213,11 +234,13 @@ def _as_rate(value: str | float | int | Fraction | None) -> Fraction | None:
         else:
             if isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"invalid rate {value!r}")
-            rate = Fraction(value).limit_denominator(10**6)
-            if rate <= 0:
+            if value <= 0:
                 raise ValueError(f"rate must be positive: '{value}'")
+            rate = Fraction(value).limit_denominator(10**6)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if rate < MIN_RATE_RPS:
+        raise ConfigError(f"rate {float(rate):g}/s is too small (at least one request a day)")
     if rate > MAX_RATE_RPS:
         raise ConfigError(
             f"rate {float(rate):,.0f}/s is above the {MAX_RATE_RPS:,}/s hammer supports")
@@ -234,6 +257,7 @@ def make_config(
     duration: str | float | int | None = None,
     requests: str | int | None = None,
     timeout: str | float | int = "10s",
+    spin: str | float | int | None = None,
     method: str = "GET",
     headers: Iterable[str] | Mapping[str, str] = (),
     body: str | bytes | None = None,
@@ -245,7 +269,8 @@ def make_config(
     n_threads = _as_count(threads, "threads") or 1
     n_conns = _as_count(connections, "connections")
     if n_conns is None:
-        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps else DEFAULT_CLOSED_CONNECTIONS,
+        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps is not None
+                      else DEFAULT_CLOSED_CONNECTIONS,
                       n_threads)
     if n_threads > MAX_THREADS:
         raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
@@ -261,6 +286,11 @@ def make_config(
         duration_ns = DEFAULT_DURATION_NS
     timeout_ns = _as_ns(timeout, "timeout")
     assert timeout_ns is not None
+    spin_ns = _as_ns(spin, "spin", allow_zero=True)
+    if spin_ns is None:
+        spin_ns = DEFAULT_SPIN_NS
+    if spin_ns > units.NS_PER_S:
+        raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
     method = method.strip() if isinstance(method, str) else method
     if not method or any(c not in _TCHARS for c in method):
         raise ConfigError(f"invalid method {method!r}")
@@ -294,5 +324,6 @@ def make_config(
         duration_ns=duration_ns,
         requests=n_requests,
         timeout_ns=timeout_ns,
+        spin_ns=spin_ns,
         request_bytes=serialise_request(target, method, all_headers, body_bytes),
     )

@@ -59,6 +59,7 @@ def _engine_for(config: RunConfig) -> Any:
         duration_ns=config.duration_ns if config.duration_ns is not None else -1,
         max_requests=config.requests if config.requests is not None else -1,
         timeout_ns=config.timeout_ns,
+        spin_ns=config.spin_ns,
     )
 
 

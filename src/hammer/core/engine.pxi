@@ -108,7 +108,7 @@ cdef class Engine:
     def __init__(self, *, str host, int port, bytes request, bint is_head, int threads,
                  int connections, object rate_num, object rate_den, int64_t n_slots,
                  int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
-                 int ring_capacity=1 << 16, str unix_path=None):
+                 int64_t spin_ns=0, int ring_capacity=1 << 16):
         """rate_num/rate_den: requests per second as a fraction (None: closed loop).
         n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none."""
         cdef int32_t i
@@ -143,6 +143,7 @@ cdef class Engine:
                 w.pacer.period_den = <int64_t>int(rate_num)
             w.duration_ns = duration_ns
             w.timeout_ns = timeout_ns
+            w.spin_ns = spin_ns
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads
                 extra = 1 if i < max_requests % threads else 0

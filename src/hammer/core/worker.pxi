@@ -72,6 +72,7 @@ cdef struct Worker:
     Pacer pacer
     int64_t duration_ns        # -1: the load phase ends when the slots or budget run out
     int64_t timeout_ns
+    int64_t spin_ns            # poll without sleeping this long before each slot
     int64_t request_budget     # closed loop: requests this worker may start (-1: no cap)
     const char *req
     size_t req_len
@@ -506,13 +507,16 @@ cdef void cancel_all(Worker *w, int64_t now) noexcept nogil:
 
 
 cdef int64_t next_wake_ns(Worker *w, int64_t now) noexcept nogil:
+    """When the loop must next wake. A slot wake comes spin_ns early: the loop then
+    polls without sleeping until the slot is due, since waking from a sleep can be late
+    by far more than the period (idle-CPU wake-up latency, worst in VMs)."""
     cdef int64_t wake = w.next_sweep_ns
     cdef int64_t t
     if w.scheduling:
         if w.end_ns < wake:
             wake = w.end_ns
         if w.open_loop and not w.starved and w.next_k < w.n_local_slots:
-            t = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride)
+            t = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride) - w.spin_ns
             if t < wake:
                 wake = t
         elif (not w.open_loop and w.closed_head >= 0 and w.reconnect_at_ns < wake
@@ -631,6 +635,10 @@ cdef void worker_run(Worker *w) noexcept nogil:
         ts.tv_sec = <long>(wait_ns // 1000000000)
         ts.tv_nsec = <long>(wait_ns % 1000000000)
         n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+        if n == 0 and wait_ns == 0 and w.spin_ns > 0:
+            # polling ahead of a slot: let other threads on this CPU (the target server,
+            # other workers) run meanwhile; the CPU never idles, so it never wakes late
+            sched_yield()
         for k in range(n):
             c = &w.conns[<uint32_t>events[k].data.u64]
             if <uint32_t>(events[k].data.u64 >> 32) != c.gen or c.state == CS_CLOSED:
