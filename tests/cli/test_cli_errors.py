@@ -6,8 +6,6 @@ the server loop (``hammer.server.serve_forever``) replaced by recorders, so a ca
 wrongly passes validation is reported instead of sending load or serving forever. A few
 cases run ``python -m hammer`` for real, to prove the process exit code and stderr end
 to end; those point at a listening socket on 127.0.0.1 and check nothing connected.
-
-Known src bugs are pinned as strict xfails at the end of this file.
 """
 
 from __future__ import annotations
@@ -401,22 +399,21 @@ def test_process_serve_port_in_use(listener: socket.socket) -> None:
     assert "listening" not in proc.stdout
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- edge cases
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: non-latin-1 path -> UnicodeEncodeError")
-def test_non_latin1_path_is_a_usage_error(engine: Recorder) -> None:
-    assert_usage_error(invoke("run", "http://127.0.0.1:9/\u2603", "-n", "1"))
-    assert engine.calls == []
+def test_non_ascii_path_is_percent_encoded() -> None:
+    from hammer.config import make_config
+
+    config = make_config("http://127.0.0.1:9/\u2603?q=\u00e9", requests=1)
+    assert config.request_bytes.startswith(b"GET /%E2%98%83?q=%C3%A9 HTTP/1.1\r\n")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: non-latin-1 header -> UnicodeEncodeError")
 def test_non_latin1_header_value_is_a_usage_error(engine: Recorder) -> None:
     assert_usage_error(invoke("run", URL, "-n", "1", "-H", "X-Snow: \u2603"), "header")
     assert engine.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a tiny rate is rounded to 0/s and accepted")
 def test_tiny_rate_is_refused_or_kept_positive(engine: Recorder) -> None:
     result = invoke("run", URL, "-r", "0.0000000001", "-d", "1s", "-q")
     if result.exit_code == exitcodes.USAGE:
@@ -427,21 +424,16 @@ def test_tiny_rate_is_refused_or_kept_positive(engine: Recorder) -> None:
     assert config.rate_rps > 0
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: demo mode starts its server and prints "
-                   "its banner before validating the options (two stderr lines)")
 def test_demo_mode_bad_option_is_one_line(engine: Recorder) -> None:
     assert_usage_error(invoke("run", "-r", "0"), "rate")
     assert engine.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: demo mode treats -r '' as the default rate")
 def test_demo_mode_empty_rate_is_refused(engine: Recorder) -> None:
     assert_usage_error(invoke("run", "-r", "", "-n", "1"), "rate")
     assert engine.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: the open-files check raises ConfigError "
-                   "out of run_cli, which cli.run does not catch (traceback, exit 1)")
 def test_process_too_many_connections_for_nofile(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
     # Lower the hard RLIMIT_NOFILE to 256 in the child so 1,000 connections cannot fit.
