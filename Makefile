@@ -8,7 +8,10 @@
 
 PYTHON ?= python3
 
-.PHONY: install dev test lint bench clean
+.PHONY: system-deps install dev test lint bench clean
+
+system-deps:
+	bash scripts/install-system-deps.sh
 
 install:
 	$(PYTHON) -m pip install '.[test]'
@@ -20,7 +23,7 @@ dev:
 lint:
 	$(PYTHON) -m ruff check src tests
 
-test: install
+test: system-deps install
 	$(PYTHON) -m ruff check src tests
 	$(PYTHON) -m pytest -q
 

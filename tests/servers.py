@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 LOCALHOST = "127.0.0.1"
-URL_LINE = re.compile(r"^hammer serve: listening on (http://127\.0\.0\.1:(\d+)/)$")
+URL_LINE = re.compile(r"^hammer serve: listening on (http://(127\.0\.0\.1|\[::1\]):(\d+)/)$")
 
 # urllib must never go through a proxy from the environment: everything is local.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -105,11 +105,11 @@ class TargetServerProcess:
 
     def __init__(
         self, proc: subprocess.Popen[bytes], url: str, port: int, args: list[str],
-        stderr_path: Path,
+        stderr_path: Path, host: str = LOCALHOST,
     ) -> None:
         self.proc = proc
         self.url = url
-        self.host = LOCALHOST
+        self.host = host
         self.port = port
         self.args = args
         self.stderr_path = stderr_path
@@ -120,7 +120,7 @@ class TargetServerProcess:
         return self.proc.pid
 
     def _control(self, path: str, method: str = "GET") -> Any:
-        return json.loads(_request(f"http://{LOCALHOST}:{self.port}/_hammer/{path}", method))
+        return json.loads(_request(f"{self.url}_hammer/{path}", method))
 
     def stats(self) -> dict[str, Any]:
         """``{"connections_opened", "connections_open", "requests", "bytes_received",
@@ -204,7 +204,8 @@ def start_target_server(
             f"hammer serve did not start: {exc}; exit={proc.returncode}; "
             f"stderr: {stderr_path.read_text(errors='replace')!r}"
         ) from exc
-    return TargetServerProcess(proc, match.group(1), int(match.group(2)), args, stderr_path)
+    return TargetServerProcess(proc, match.group(1), int(match.group(3)), args, stderr_path,
+                               host=match.group(2).strip("[]"))
 
 
 # -- nginx -----------------------------------------------------------------------------

@@ -171,3 +171,20 @@ def test_large_bodies_and_post(target_server: Any) -> None:
     stats = server.wait_stats(requests=200)
     assert stats["bytes_received"] == report.bytes_sent
     assert report.bytes_received > 200 * 65536
+
+
+def test_ipv6_loopback_target(target_server: Any) -> None:
+    server = target_server(extra_args=("--host", "::1"))
+    assert server.url.startswith("http://[::1]:")
+    report = hammer.run(server.url, rate=200, duration="500ms", connections=4)
+    check_invariant(report)
+    assert report.counts.ok == 100
+    assert server.wait_stats(requests=100)["requests"] == 100
+
+
+def test_host_name_is_resolved_once(target_server: Any) -> None:
+    server = target_server()
+    report = hammer.run(f"http://localhost:{server.port}/", connections=2, requests=10)
+    check_invariant(report)
+    assert report.counts.ok == 10
+    assert report.config.target.address in ("127.0.0.1", "::1")
