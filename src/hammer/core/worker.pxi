@@ -380,7 +380,9 @@ cdef void reopen_closed(Worker *w, int64_t now) noexcept nogil:
 
 
 cdef void complete(Worker *w, Conn *c, int64_t now) noexcept nogil:
-    cdef bint keep = c.fr.keep_alive
+    # a response that came before the whole request was written leaves the stream
+    # mid-request: the connection cannot carry another one
+    cdef bint keep = c.fr.keep_alive and c.wpos == w.req_len
     if c.intended_ns == 0:
         c.intended_ns = c.write_ns
     emit(w, c, c.fr.status, ERR_NONE, now)
