@@ -85,12 +85,15 @@ cdef inline bint value_has_token(const char *p, size_t n, const char *tok, size_
 
 
 cdef inline bint value_ends_with_chunked(const char *p, size_t n) noexcept nogil:
+    """Is "chunked" the last of the comma-separated transfer codings?"""
     cdef size_t end = n, start
     while end > 0 and (p[end - 1] == 32 or p[end - 1] == 9):
         end -= 1
     start = end
-    while start > 0 and p[start - 1] != 44 and p[start - 1] != 32 and p[start - 1] != 9:
+    while start > 0 and p[start - 1] != 44:
         start -= 1
+    while start < end and (p[start] == 32 or p[start] == 9):
+        start += 1
     return name_is(p + start, end - start, b"chunked", 7)
 
 
@@ -218,6 +221,9 @@ cdef int framer_feed(Framer *f, const char *buf, size_t n, size_t *used) noexcep
                 if n - pos > MAX_HEAD_BYTES:
                     used[0] = pos
                     return FR_TOO_LARGE
+                if n - pos >= 2 and memmem(buf + pos, n - pos, b"\n\n", 2) != NULL:
+                    used[0] = pos
+                    return FR_PROTOCOL  # bare-LF line endings: the block would never end
                 f.scan_from = (n - pos - 3) if n - pos > 3 else 0
                 used[0] = pos
                 return FR_MORE
@@ -263,7 +269,7 @@ cdef int framer_feed(Framer *f, const char *buf, size_t n, size_t *used) noexcep
                 used[0] = pos
                 return FR_PROTOCOL if n - pos > MAX_LINE_BYTES else FR_MORE
             take = <size_t>(hit - (buf + pos)) + 1
-            if take < 3 or buf[pos + take - 2] != 13:
+            if take < 3 or buf[pos + take - 2] != 13 or take > MAX_LINE_BYTES:
                 used[0] = pos
                 return FR_PROTOCOL
             size = 0
@@ -297,7 +303,7 @@ cdef int framer_feed(Framer *f, const char *buf, size_t n, size_t *used) noexcep
                 used[0] = pos
                 return FR_PROTOCOL if n - pos > MAX_LINE_BYTES else FR_MORE
             take = <size_t>(hit - (buf + pos)) + 1
-            if take < 2 or buf[pos + take - 2] != 13:
+            if take < 2 or buf[pos + take - 2] != 13 or take > MAX_LINE_BYTES:
                 used[0] = pos
                 return FR_PROTOCOL
             pos += take
