@@ -63,9 +63,10 @@ def main() -> None:
               help="Stop after N scheduled requests (with -d: whichever comes first).")
 @click.option("--timeout", default="10s", show_default=True, metavar="D",
               help="Per-request timeout, from the write to the last response byte.")
-@click.option("--spin", default="1ms", show_default=True, metavar="D",
-              help="Open loop: poll instead of sleeping this long before each send "
-                   "(precision for CPU time; 0 = always sleep).")
+@click.option("--spin", default="auto", show_default=True, metavar="D",
+              help="Open loop: poll instead of sleeping this long before each send, "
+                   "trading CPU time for precision (auto: 1ms while threads < CPUs, "
+                   "else 0; 0 = always sleep).")
 @click.option("-m", "--method", default="GET", show_default=True)
 @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
               help="Request header, repeatable.")

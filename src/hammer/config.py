@@ -23,8 +23,18 @@ DEFAULT_DURATION_NS = 10 * units.NS_PER_S
 DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 # Open loop: the worker stops sleeping this long before each slot and polls instead.
 # Waking from a sleep can be late by a millisecond or more on an idle (virtual) CPU;
-# polling keeps sends within microseconds of the schedule at the cost of CPU time.
+# polling keeps sends within microseconds of the schedule at the cost of CPU time. By
+# default only when a CPU is left over for everything else (the target, the control
+# plane): polling threads on every CPU make the schedule worse, not better.
 DEFAULT_SPIN_NS = 1_000_000
+
+
+def default_spin_ns(threads: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return DEFAULT_SPIN_NS if threads < cpus else 0
 DEFAULT_OPEN_CONNECTIONS = 64
 DEFAULT_CLOSED_CONNECTIONS = 10
 MAX_RATE_RPS = 100_000_000
@@ -286,9 +296,9 @@ def make_config(
         duration_ns = DEFAULT_DURATION_NS
     timeout_ns = _as_ns(timeout, "timeout")
     assert timeout_ns is not None
-    spin_ns = _as_ns(spin, "spin", allow_zero=True)
+    spin_ns = None if spin == "auto" else _as_ns(spin, "spin", allow_zero=True)
     if spin_ns is None:
-        spin_ns = DEFAULT_SPIN_NS
+        spin_ns = default_spin_ns(n_threads)
     if spin_ns > units.NS_PER_S:
         raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
     method = method.strip() if isinstance(method, str) else method

@@ -79,6 +79,7 @@ class Report:
             "connections": cfg.connections,
             "threads": cfg.threads,
             "timeout_s": cfg.timeout_ns / 1e9,
+            "spin_ms": cfg.spin_ns / 1e6 if cfg.open_loop else None,
             "rate": {
                 "target_rps": float(cfg.rate_rps) if cfg.rate_rps is not None else None,
                 "achieved_rps": round(self.achieved_rps, 3),

@@ -19,7 +19,7 @@ from hammer.config import ConfigError, RunConfig, make_config
 from hammer.metrics import Report, build_report
 
 DRAIN_INTERVAL_S = 0.05
-START_DELAY_NS = 2_000_000       # slot 0 is due this long after the workers are released
+START_DELAY_NS = 10_000_000      # slot 0 is due this long after the workers are released
 STOP_GRACE_S = 1.0               # after a stop signal, in-flight requests get this long
 READY_EXTRA_S = 5.0              # beyond the timeout, how long opening connections may take
 

@@ -1,0 +1,1114 @@
+#!/usr/bin/env python3
+"""Benchmark driver: hammer against its peers (wrk, wrk2, hey, ab, h2load) on nginx.
+
+    python bench/run.py [--duration 10s] [--rounds 3] [--connections 64]
+                        [--scenario NAME ...] [--client NAME ...] [--wrk2 PATH]
+                        [--json out.json]
+
+nginx (one worker, private config from bench/nginx.conf.template, a private prefix in a
+temp dir) runs pinned to CPU 0; every client runs pinned to CPU 1 (`taskset -c 1 ...`),
+so each side has one core. Runs alternate over rounds (A B C A B C ...). For each run
+the driver records what the client says it completed, what nginx says it served
+(stub_status `requests` delta, minus the driver's own status queries), the client's CPU
+time and peak RSS from the rusage of exactly that child (os.wait4), and the latency
+percentiles the tool prints. See bench/README.md.
+
+Standard library plus hammer only. Every run is bounded: the tool stops itself after the
+duration, and the driver SIGKILLs it (by pid) DURATION + 30 s after the start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hammer import units
+
+HERE = Path(__file__).resolve().parent
+TEMPLATE = HERE / "nginx.conf.template"
+HOST = "127.0.0.1"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+HARD_TIMEOUT_EXTRA_S = 30.0
+SIZE_64K = 64 * 1024
+SMALL_BODY = b"hello\n"
+OPEN_20K_RATE = 20_000
+OPEN_MAX_FRACTION = 0.9
+CALIBRATION_MAX_S = 3
+THREADS_CPU_LIMIT = 1.10        # threads-2: CPU-µs/req with -t 2 may grow at most 10 %
+HAMMER_START_NOFILE = 1024      # hammer starts with this soft RLIMIT_NOFILE: it must raise it
+IDLE_WAIT_S = 20.0              # after a run, wait this long for nginx to close connections
+HELP_SAMPLES = 5
+NOISE_FRAC = 0.10               # a run where others took > 10 % of either core is flagged
+RSS_SAMPLE_S = 0.05             # how often the client's VmHWM is read while it runs
+
+SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "64k",
+             "threads-2")
+PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
+ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- processes -------------------------------------------------------------------------
+
+
+@dataclass
+class ProcResult:
+    argv: list[str]
+    returncode: int | None      # exit status; None when killed by a signal
+    signal: int | None
+    timed_out: bool
+    wall_s: float
+    user_s: float
+    sys_s: float
+    maxrss_kib: int             # ru_maxrss: includes the driver's RSS at fork (see vm_hwm_kib)
+    hwm_kib: int                # the client's own peak RSS (VmHWM), sampled while it runs
+    stdout: str
+    stderr: str
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def _set_nofile(soft: int | None) -> Callable[[], None]:
+    """A preexec_fn setting the child's soft RLIMIT_NOFILE (None: raise it to the hard
+    limit, which peers need at 10,000 connections and cannot do themselves)."""
+
+    def apply() -> None:
+        cur_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if soft is None else min(soft, hard)
+        if hard == resource.RLIM_INFINITY and soft is None:
+            target = max(cur_soft, 1 << 20)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+    return apply
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """VmHWM of pid: the peak RSS of its address space since its last exec.
+
+    Why not ru_maxrss alone: the kernel starts a forked child's RSS high-water mark at the
+    parent's RSS and carries it across exec, so wait4's ru_maxrss of a small client reads
+    as the driver's own RSS (about 14-20 MB). VmHWM only covers the exec'd image. It is
+    sampled every RSS_SAMPLE_S while the client runs, so growth in its last moments can
+    be missed."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_pinned(argv: Sequence[str], cpu: int | None, timeout_s: float, workdir: Path,
+               nofile_soft: int | None = None) -> ProcResult:
+    """Run argv (under `taskset -c CPU`, which execs it: the pid is the client's), wait
+    for it with a hard timeout (SIGKILL by pid past it) and return its own rusage."""
+    full = ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
+    out_path = workdir / "client.stdout"
+    err_path = workdir / "client.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.monotonic()
+        # own session: a Ctrl-C reaches only the driver, which then kills the client
+        proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                preexec_fn=_set_nofile(nofile_soft), cwd=workdir,
+                                start_new_session=True)
+    timed_out = False
+    pidfd = -1
+    hwm = 0
+    try:
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        deadline = t0 + timeout_s
+        poller = select.poll()
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        while True:
+            hwm = max(hwm, vm_hwm_kib(proc.pid))
+            if pidfd >= 0:
+                if poller.poll(RSS_SAMPLE_S * 1000):
+                    break
+            elif os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                break
+            else:
+                time.sleep(RSS_SAMPLE_S)
+            if time.monotonic() > deadline:
+                timed_out = True
+                if pidfd >= 0:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                else:
+                    os.kill(proc.pid, signal.SIGKILL)
+                break
+        _, status, ru = os.wait4(proc.pid, 0)
+    except BaseException:
+        # Ctrl-C (or anything else) while a client runs: kill exactly that child
+        with contextlib.suppress(OSError):
+            if pidfd >= 0:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.wait4(proc.pid, 0)
+        proc.returncode = -9
+        raise
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    return ProcResult(
+        argv=full, returncode=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        signal=sig, timed_out=timed_out, wall_s=wall, user_s=ru.ru_utime, sys_s=ru.ru_stime,
+        maxrss_kib=ru.ru_maxrss, hwm_kib=hwm, stdout=out_path.read_text(errors="replace"),
+        stderr=err_path.read_text(errors="replace"),
+    )
+
+
+# -- nginx -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a live process, from /proc/PID/stat (0.0 when unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def cpu_stat() -> dict[int, tuple[float, float]]:
+    """Per CPU: (busy seconds: user+nice+system+irq+softirq, steal seconds)."""
+    out = {}
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *vals = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                v = [int(x) for x in vals[:8]]
+                out[int(name[3:])] = ((v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK,
+                                      v[7] / CLK_TCK)
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(entry.name))
+    return out
+
+
+class Nginx:
+    """nginx with a private prefix (all temp paths inside it) on a free 127.0.0.1 port."""
+
+    def __init__(self, binary: str, prefix: Path, pin_cpu: int | None) -> None:
+        self.binary = binary
+        self.prefix = prefix
+        self.pin_cpu = pin_cpu
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workers: list[int] = []
+        self.status_calls = 0
+        self.pinning: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, attempts: int = 5) -> None:
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        (self.prefix / "www").mkdir(exist_ok=True)
+        (self.prefix / "www" / "64k").write_bytes(b"x" * SIZE_64K)
+        template = string.Template(TEMPLATE.read_text())
+        # as root, workers would run as nobody, who cannot enter the 0700 temp dir
+        user_line = "user root;" if os.geteuid() == 0 else ""
+        last = ""
+        for attempt in range(attempts):
+            # a restart tries the old port first: the clients' URLs carry it
+            if attempt or not self.port:
+                self.port = free_port()
+            conf = self.prefix / "nginx.conf"
+            conf.write_text(template.substitute(PREFIX=str(self.prefix), PORT=self.port,
+                                                USER_LINE=user_line))
+            with contextlib.suppress(FileNotFoundError):
+                (self.prefix / "nginx.pid").unlink()
+            argv = [self.binary, "-p", str(self.prefix), "-c", str(conf),
+                    "-e", str(self.prefix / "error.log")]
+            if self.pin_cpu is not None:
+                argv = ["taskset", "-c", str(self.pin_cpu), *argv]
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready(10.0):
+                self._pin()
+                return
+            last = self.error_log()
+            self.stop()
+            if "Address already in use" not in last:
+                break
+        raise RuntimeError(f"nginx did not start: {last.strip()[-500:]}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            pid_file = self.prefix / "nginx.pid"
+            if pid_file.exists() and pid_file.read_text().strip():
+                try:
+                    self.status()
+                    self.workers = children_of(self.proc.pid)
+                    return bool(self.workers)
+                except (OSError, http.client.HTTPException):
+                    pass
+            time.sleep(0.02)
+        return False
+
+    def _pin(self) -> None:
+        """taskset -pc CPU for the master and each worker (they inherited it already)."""
+        assert self.proc is not None
+        if self.pin_cpu is None:
+            return
+        for pid in [self.proc.pid, *self.workers]:
+            res = subprocess.run(["taskset", "-pc", str(self.pin_cpu), str(pid)],
+                                 capture_output=True, text=True, timeout=10, check=False)
+            self.pinning.append((res.stdout or res.stderr).strip().splitlines()[-1])
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def error_log(self) -> str:
+        try:
+            return (self.prefix / "error.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def status(self) -> dict[str, int]:
+        """stub_status; each call is one request nginx counts (self.status_calls)."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        try:
+            self.status_calls += 1
+            conn.request("GET", "/status", headers={"Connection": "close"})
+            resp = conn.getresponse()
+            text = resp.read().decode()
+        finally:
+            conn.close()
+        nums = [int(x) for x in re.findall(r"\d+", text)]
+        keys = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
+        return dict(zip(keys, nums[:7], strict=True))
+
+    def wait_idle(self, timeout: float = IDLE_WAIT_S) -> dict[str, int]:
+        """Poll until only the status connection itself is active."""
+        deadline = time.monotonic() + timeout
+        st = self.status()
+        while st["active"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            st = self.status()
+        return st
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        workers = children_of(self.proc.pid) or self.workers
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc = None
+
+
+# -- clients ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    url: str
+    connections: int
+    threads: int
+    duration_s: int
+    rate: int | None = None       # open loop at this many req/s
+    spin: str | None = None       # hammer --spin
+
+
+@dataclass
+class Parsed:
+    completed: int | None = None  # responses the client counted
+    errors: int | None = None
+    duration_s: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _time_ms(value: str, unit: str) -> float:
+    return float(value) * _TIME_UNITS[unit]
+
+
+def _int(pattern: str, text: str) -> int | None:
+    m = re.search(pattern, text, re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def _float(pattern: str, text: str) -> float | None:
+    m = re.search(pattern, text, re.MULTILINE)
+    return float(m.group(1)) if m else None
+
+
+def parse_hammer(out: str, err: str) -> Parsed:
+    data = json.loads(out)
+    counts = data["counts"]
+    lat = data["latency_ms"]
+    return Parsed(
+        completed=counts["completed"], errors=counts["error"], duration_s=data["duration_s"],
+        p50_ms=lat.get("p50"), p99_ms=lat.get("p99"),
+        extra={
+            "sent": counts["sent"], "scheduled": counts["scheduled"], "late": counts["late"],
+            "unsent": counts["unsent"], "http_error": counts["http_error"],
+            "achieved_rps": data["rate"]["achieved_rps"],
+            "target_rps": data["rate"]["target_rps"],
+            "latency_uncorrected_p99_ms": data["latency_uncorrected_ms"].get("p99"),
+            "send_lag_p99_ms": data["send_lag_ms"].get("p99"),
+            "errors": data["errors"], "saturated": data["saturated"], "notes": data["notes"],
+        })
+
+
+def _wrk_latency(text: str, pct: str) -> float | None:
+    # wrk: "     50%  507.00us"; wrk2: " 50.000%    1.23ms" (first block: recorded latency)
+    m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.MULTILINE)
+    return _time_ms(m.group(1), m.group(2)) if m else None
+
+
+def parse_wrk(out: str, err: str) -> Parsed:
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out, re.MULTILINE)
+    if not m:
+        raise ValueError("no 'N requests in' line")
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    sock_errors = sum(int(g) for g in sock.groups()) if sock else 0
+    non2xx = _int(r"Non-2xx or 3xx responses: (\d+)", out) or 0
+    return Parsed(
+        completed=int(m.group(1)), errors=sock_errors,
+        duration_s=_time_ms(m.group(2), m.group(3)) / 1e3,
+        p50_ms=_wrk_latency(out, "50"), p99_ms=_wrk_latency(out, "99"),
+        extra={"non_2xx_3xx": non2xx, "socket_errors": sock_errors,
+               "requests_per_s": _float(r"^Requests/sec:\s+([\d.]+)", out)})
+
+
+def parse_hey(out: str, err: str) -> Parsed:
+    statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    if not statuses and "Summary:" not in out:
+        raise ValueError("no hey summary")
+    err_block = out.split("Error distribution:", 1)[1] if "Error distribution:" in out else ""
+    errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", err_block, re.MULTILINE))
+
+    def pct(p: str) -> float | None:
+        v = _float(rf"^\s*{p}% in ([\d.]+) secs", out)
+        return v * 1e3 if v is not None else None
+
+    return Parsed(
+        completed=sum(statuses.values()), errors=errors,
+        duration_s=_float(r"^\s*Total:\s+([\d.]+) secs", out), p50_ms=pct("50"),
+        p99_ms=pct("99"),
+        extra={"status": statuses, "requests_per_s": _float(r"Requests/sec:\s+([\d.]+)", out)})
+
+
+def parse_ab(out: str, err: str) -> Parsed:
+    done = _int(r"^Complete requests:\s+(\d+)", out)
+    if done is None:
+        raise ValueError("no 'Complete requests' line")
+    return Parsed(
+        completed=done, errors=_int(r"^Failed requests:\s+(\d+)", out),
+        duration_s=_float(r"^Time taken for tests:\s+([\d.]+) seconds", out),
+        p50_ms=_float(r"^\s*50%\s+([\d.]+)", out), p99_ms=_float(r"^\s*99%\s+([\d.]+)", out),
+        extra={"keep_alive_requests": _int(r"^Keep-Alive requests:\s+(\d+)", out),
+               "non_2xx": _int(r"^Non-2xx responses:\s+(\d+)", out) or 0,
+               "percentiles_note": "ab prints whole milliseconds"})
+
+
+def parse_h2load(out: str, err: str) -> Parsed:
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    if not m:
+        raise ValueError("no 'requests: N total' line")
+    total, started, done, ok, failed, errored, tmo = (int(g) for g in m.groups())
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    return Parsed(
+        completed=done, errors=errored + tmo,
+        duration_s=_float(r"finished in ([\d.]+)s", out),
+        extra={"total": total, "started": started, "succeeded": ok, "failed": failed,
+               "mean_ms": _time_ms(mean.group(1), mean.group(2)) if mean else None,
+               "percentiles_note": "h2load prints no percentiles (min/max/mean/sd only)"})
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str          # as reported (hammer, hammer-spin0, wrk, ...)
+    tool: str          # which binary / parser
+    params: Params
+
+
+class Tools:
+    """Where each tool is, and how to run it."""
+
+    def __init__(self, wrk2: str | None) -> None:
+        self.paths: dict[str, str | None] = {
+            "wrk": shutil.which("wrk"), "hey": shutil.which("hey"), "ab": shutil.which("ab"),
+            "h2load": shutil.which("h2load"), "hammer": sys.executable,
+            "wrk2": wrk2 if wrk2 and os.access(wrk2, os.X_OK) else None,
+        }
+        self.wrk2_requested = wrk2
+
+    def missing_note(self, tool: str) -> str:
+        if tool == "wrk2":
+            if self.wrk2_requested:
+                return f"wrk2: {self.wrk2_requested} is not executable; skipped"
+            return "wrk2: not run (pass --wrk2 PATH)"
+        hint = {"ab": "apt-get install apache2-utils", "h2load": "apt-get install nghttp2-client",
+                "hey": "apt-get install hey", "wrk": "apt-get install wrk"}.get(tool, "")
+        return f"{tool}: not installed ({hint}); skipped"
+
+    def argv(self, c: Client) -> list[str]:
+        p = c.params
+        exe = self.paths[c.tool]
+        assert exe is not None
+        if c.tool == "hammer":
+            argv = [exe, "-m", "hammer", "run", p.url, "-c", str(p.connections),
+                    "-t", str(p.threads), "-d", f"{p.duration_s}s", "--json", "-", "-q"]
+            if p.rate is not None:
+                argv += ["-r", str(p.rate)]
+            if p.spin is not None:
+                argv += ["--spin", p.spin]
+            return argv
+        if c.tool == "wrk":
+            return [exe, f"-t{p.threads}", f"-c{p.connections}", f"-d{p.duration_s}s",
+                    "--latency", p.url]
+        if c.tool == "wrk2":
+            return [exe, f"-t{p.threads}", f"-c{p.connections}", f"-d{p.duration_s}s",
+                    f"-R{p.rate}", "--latency", p.url]
+        if c.tool == "hey":
+            return [exe, "-z", f"{p.duration_s}s", "-c", str(p.connections), p.url]
+        if c.tool == "ab":
+            return [exe, "-k", "-c", str(p.connections), "-t", str(p.duration_s),
+                    "-n", "100000000", p.url]
+        if c.tool == "h2load":
+            return [exe, "--h1", "-c", str(p.connections), "-t", str(p.threads),
+                    "-D", str(p.duration_s), p.url]
+        raise ValueError(c.tool)
+
+
+PARSERS: dict[str, Callable[[str, str], Parsed]] = {
+    "hammer": parse_hammer, "wrk": parse_wrk, "wrk2": parse_wrk, "hey": parse_hey,
+    "ab": parse_ab, "h2load": parse_h2load,
+}
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    clients: list[Client]
+    notes: list[str] = field(default_factory=list)
+
+
+def closed_peers(tools: Tools, base: Params, scenario: str) -> tuple[list[Client], list[str]]:
+    """hammer plus every closed-loop peer that can express `base`."""
+    clients = [Client("hammer", "hammer", base)]
+    notes = []
+    for tool in ("wrk", "hey", "ab", "h2load"):
+        if tools.paths[tool] is None:
+            notes.append(tools.missing_note(tool))
+            continue
+        if scenario == "closed-10k" and tool == "ab":
+            notes.append("ab: skipped at 10,000 connections (not run at this scale, per the "
+                         "benchmark spec)")
+            continue
+        if scenario == "closed-10k" and tool == "hey":
+            notes.append("hey: skipped at 10,000 connections: its transport keeps at most "
+                         "500 idle connections per host, so it cannot hold 10,000 keep-alive "
+                         "connections")
+            continue
+        clients.append(Client(tool, tool, base))
+    if tools.paths["wrk2"] is not None:
+        notes.append("wrk2: skipped (it has no closed-loop mode: -R is required)")
+    return clients, notes
+
+
+def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
+                   duration_s: int, open_max_rate: int | None) -> Scenario:
+    small = base_url + "/"
+    p = Params(small, conns, 1, duration_s)
+    if name == "closed-64":
+        clients, notes = closed_peers(tools, p, name)
+        return Scenario(name, f"closed loop, keep-alive, {conns} connections, 1 thread, "
+                              f"GET / ({len(SMALL_BODY)}-byte body)", clients, notes)
+    if name == "closed-1000":
+        clients, notes = closed_peers(tools, Params(small, 1000, 1, duration_s), name)
+        return Scenario(name, "closed loop, keep-alive, 1,000 connections, 1 thread, GET /",
+                        clients, notes)
+    if name == "64k":
+        clients, notes = closed_peers(tools, Params(base_url + "/64k", conns, 1, duration_s),
+                                      name)
+        return Scenario(name, f"closed loop, keep-alive, {conns} connections, 1 thread, "
+                              f"GET /64k (65,536-byte static file)", clients, notes)
+    if name == "closed-10k":
+        clients, notes = closed_peers(tools, Params(small, 10_000, 1, duration_s), name)
+        notes.append(f"hammer starts with soft RLIMIT_NOFILE {HAMMER_START_NOFILE} and must "
+                     "raise it itself; peers start with the soft limit at the hard limit")
+        return Scenario(name, "closed loop, 10,000 concurrent keep-alive connections, "
+                              "1 thread, GET /", clients, notes)
+    if name == "threads-2":
+        clients = [Client("hammer-t1", "hammer", p),
+                   Client("hammer-t2", "hammer", Params(small, conns, 2, duration_s))]
+        return Scenario(name, f"closed loop, {conns} connections, hammer -t 1 vs -t 2 (both "
+                              f"pinned to CPU {CLIENT_CPU}: the two threads share one core)",
+                        clients, ["hammer only: checks CPU-µs/request does not grow > 10 % "
+                                  "with -t 2"])
+    if name in ("open-20k", "open-max"):
+        rate = OPEN_20K_RATE if name == "open-20k" else open_max_rate
+        notes = []
+        if rate is None:
+            return Scenario(name, "open loop near the server's max", [],
+                            ["skipped: the closed-loop calibration run failed"])
+        op = Params(small, conns, 1, duration_s, rate=rate)
+        clients = [Client("hammer", "hammer", op)]
+        if name == "open-20k":
+            clients = [Client("hammer", "hammer", Params(small, conns, 1, duration_s, rate,
+                                                         "1ms")),
+                       Client("hammer-spin0", "hammer",
+                              Params(small, conns, 1, duration_s, rate, "0"))]
+        if tools.paths["wrk2"] is not None:
+            clients.append(Client("wrk2", "wrk2", op))
+        else:
+            notes.append(tools.missing_note("wrk2"))
+        notes.append("wrk, hey, ab, h2load: skipped (no open-loop mode: hey -q throttles each "
+                     "worker of a closed loop, h2load --rate paces connections)")
+        desc = (f"open loop at {rate:,} req/s, {conns} connections, 1 thread, GET /"
+                + (f" ({OPEN_MAX_FRACTION:.0%} of hammer's closed-loop max)"
+                   if name == "open-max" else ""))
+        return Scenario(name, desc, clients, notes)
+    raise ValueError(name)
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    scenario: str
+    client: str
+    round: int
+    argv: list[str]
+    ok: bool
+    failure: str | None
+    client_completed: int | None
+    client_errors: int | None
+    server_requests: int | None
+    server_minus_client: int | None
+    duration_s: float | None
+    requests_per_s: float | None
+    cpu_user_s: float
+    cpu_sys_s: float
+    cpu_us_per_request: float | None
+    maxrss_kib: int                 # ru_maxrss from wait4 (inflated by the fork: see vm_hwm_kib)
+    peak_rss_kib: int               # the client's own VmHWM (ru_maxrss if it could not be read)
+    p50_ms: float | None
+    p99_ms: float | None
+    wall_s: float
+    extra: dict[str, Any]
+    machine: dict[str, Any]      # nginx CPU, and CPU time of others on the two cores
+
+    @property
+    def noise(self) -> float:
+        """The larger share of a core that others used during the run, on either core."""
+        return max(self.machine.get("server_core_other_frac", 0.0),
+                   self.machine.get("client_core_other_frac", 0.0))
+
+
+def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
+           workdir: Path, client_cpu: int | None) -> RunRecord:
+    if not nginx.alive():
+        log("  nginx is gone: restarting it")
+        nginx.start()
+    nginx.wait_idle()
+    before = nginx.status()["requests"]
+    calls0 = nginx.status_calls
+    argv = tools.argv(client)
+    nofile = HAMMER_START_NOFILE if client.tool == "hammer" else None
+    srv0 = sum(proc_cpu_s(pid) for pid in nginx.workers)
+    cpus0 = cpu_stat()
+    res = run_pinned(argv, client_cpu, client.params.duration_s + HARD_TIMEOUT_EXTRA_S,
+                     workdir, nofile_soft=nofile)
+    cpus1 = cpu_stat()
+    srv_cpu = sum(proc_cpu_s(pid) for pid in nginx.workers) - srv0
+    # CPU time on the two cores that neither nginx nor the client accounts for: other
+    # processes (noise), plus kernel work charged to no task (softirq, some loopback TCP)
+    machine: dict[str, Any] = {"server_cpu_s": srv_cpu}
+    for label, cpu, own in (("server", nginx.pin_cpu, srv_cpu), ("client", client_cpu,
+                                                                  res.cpu_s)):
+        if cpu is not None and cpu in cpus0 and cpu in cpus1:
+            busy = cpus1[cpu][0] - cpus0[cpu][0]
+            machine[f"{label}_core_busy_s"] = busy
+            machine[f"{label}_core_other_frac"] = max(busy - own, 0.0) / res.wall_s
+            machine[f"{label}_core_steal_s"] = cpus1[cpu][1] - cpus0[cpu][1]
+    server: int | None = None
+    try:
+        nginx.wait_idle()
+        after = nginx.status()["requests"]
+        server = after - before - (nginx.status_calls - calls0)
+    except (OSError, http.client.HTTPException) as exc:
+        log(f"  stub_status failed after the run: {exc}")
+    failure = None
+    parsed = Parsed()
+    if res.timed_out:
+        failure = f"hard timeout: killed after {res.wall_s:.1f}s"
+    elif res.returncode != 0:
+        tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
+        how = (f"exit {res.returncode}" if res.returncode is not None
+               else f"killed by {signal.Signals(res.signal or 9).name}")
+        failure = f"{how}: {tail or '(no output)'}"
+    try:
+        parsed = PARSERS[client.tool](res.stdout, res.stderr)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        failure = failure or f"could not parse the output: {exc}: " + " | ".join(
+            (res.stderr or res.stdout).strip().splitlines()[-3:])
+    completed = parsed.completed
+    dur = parsed.duration_s or float(client.params.duration_s)
+    cpu_us = res.cpu_s * 1e6 / completed if completed else None
+    machine["server_busy_frac"] = srv_cpu / dur if dur else None
+    machine["server_cpu_us_per_request"] = srv_cpu * 1e6 / server if server else None
+    return RunRecord(
+        scenario=scenario, client=client.name, round=rnd, argv=res.argv,
+        ok=failure is None and bool(completed), failure=failure or (
+            None if completed else "no request completed"),
+        client_completed=completed, client_errors=parsed.errors, server_requests=server,
+        server_minus_client=(server - completed
+                             if server is not None and completed is not None else None),
+        duration_s=parsed.duration_s,
+        requests_per_s=completed / dur if completed and dur else None,
+        cpu_user_s=res.user_s, cpu_sys_s=res.sys_s, cpu_us_per_request=cpu_us,
+        maxrss_kib=res.maxrss_kib, peak_rss_kib=res.hwm_kib or res.maxrss_kib,
+        p50_ms=parsed.p50_ms, p99_ms=parsed.p99_ms,
+        wall_s=res.wall_s, extra=parsed.extra, machine=machine,
+    )
+
+
+def failed_run(scenario: str, client: Client, rnd: int, why: str) -> RunRecord:
+    """A run that could not be carried out at all (nginx gone, cannot start the tool)."""
+    return RunRecord(
+        scenario=scenario, client=client.name, round=rnd, argv=[], ok=False, failure=why,
+        client_completed=None, client_errors=None, server_requests=None,
+        server_minus_client=None, duration_s=None, requests_per_s=None, cpu_user_s=0.0,
+        cpu_sys_s=0.0, cpu_us_per_request=None, maxrss_kib=0, peak_rss_kib=0, p50_ms=None,
+        p99_ms=None, wall_s=0.0, extra={}, machine={})
+
+
+def describe(r: RunRecord) -> str:
+    if not r.ok:
+        return f"FAILED: {r.failure}"
+    agree = ("server agrees" if r.server_minus_client == 0
+             else f"server-client {r.server_minus_client:+,}"
+             if r.server_minus_client is not None else "server count unknown")
+    busy = r.machine.get("server_busy_frac")
+    noisy = f", NOISY: others used {r.noise:.0%} of a core" if r.noise > NOISE_FRAC else ""
+    return (f"{r.client_completed:,} req, {r.requests_per_s or 0:,.0f}/s, CPU "
+            f"{r.cpu_user_s + r.cpu_sys_s:.2f}s = {r.cpu_us_per_request:.2f} µs/req, "
+            f"RSS {r.peak_rss_kib / 1024:.1f} MB, {agree}, nginx busy "
+            f"{_fmt(_pct(busy), '.0f')}%{noisy}")
+
+
+# -- summary ---------------------------------------------------------------------------
+
+
+def _med(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _pct(v: float | None) -> float | None:
+    return v * 100 if v is not None else None
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+@dataclass
+class ClientSummary:
+    client: str
+    runs: int
+    ok_runs: int
+    rps_median: float | None
+    cpu_us_median: float | None
+    cpu_us_min: float | None
+    cpu_us_max: float | None
+    cpu_us_net_median: float | None  # hammer: minus its fixed per-run cost (start-up, report)
+    rss_mb_peak: float | None
+    p50_ms_median: float | None
+    p99_ms_median: float | None
+    server_minus_client: list[int | None]
+    server_busy_median: float | None    # nginx worker CPU ÷ load-phase duration
+    noisy_runs: int                     # runs where others took > NOISE_FRAC of a core
+    failures: list[str]
+    extra: dict[str, Any]
+
+
+def summarise(runs: list[RunRecord], order: list[str],
+              hammer_fixed_cpu_s: float | None) -> list[ClientSummary]:
+    out = []
+    for name in order:
+        mine = [r for r in runs if r.client == name]
+        good = [r for r in mine if r.ok]
+        cpu = [r.cpu_us_per_request for r in good if r.cpu_us_per_request is not None]
+        net = None
+        if name.startswith("hammer") and hammer_fixed_cpu_s is not None:
+            net = _med([max(r.cpu_user_s + r.cpu_sys_s - hammer_fixed_cpu_s, 0.0) * 1e6
+                        / r.client_completed for r in good if r.client_completed])
+        extra: dict[str, Any] = {}
+        if good and "late" in good[0].extra and good[0].extra.get("target_rps"):
+            extra = {
+                "achieved_rps_median": _med([r.extra["achieved_rps"] for r in good]),
+                "late_max": max(r.extra["late"] for r in good),
+                "unsent_max": max(r.extra["unsent"] for r in good),
+                "send_lag_p99_ms_median": _med([r.extra["send_lag_p99_ms"] for r in good]),
+                "server_vs_sent": [(r.server_requests - r.extra["sent"])
+                                   if r.server_requests is not None else None for r in good],
+            }
+        out.append(ClientSummary(
+            client=name, runs=len(mine), ok_runs=len(good),
+            rps_median=_med([r.requests_per_s for r in good]),
+            cpu_us_median=_med(cpu), cpu_us_min=min(cpu) if cpu else None,
+            cpu_us_max=max(cpu) if cpu else None, cpu_us_net_median=net,
+            rss_mb_peak=max(r.peak_rss_kib for r in good) / 1024 if good else None,
+            p50_ms_median=_med([r.p50_ms for r in good]),
+            p99_ms_median=_med([r.p99_ms for r in good]),
+            server_minus_client=[r.server_minus_client for r in good],
+            server_busy_median=_med([r.machine.get("server_busy_frac") for r in good]),
+            noisy_runs=sum(1 for r in good if r.noise > NOISE_FRAC),
+            failures=[f"round {r.round}: {r.failure}" for r in mine if not r.ok],
+            extra=extra,
+        ))
+    return out
+
+
+def _agreement(diffs: list[int | None]) -> str:
+    if not diffs:
+        return "-"
+    if all(d == 0 for d in diffs):
+        return "exact"
+    return "/".join("?" if d is None else f"{d:+,}" for d in diffs)
+
+
+def render_table(sc: Scenario, summaries: list[ClientSummary],
+                 reference: dict[str, ClientSummary] | None) -> str:
+    lines = [f"== {sc.name}: {sc.description}"]
+    header = (f"  {'client':<13} {'req/s':>10} {'CPU-µs/req (min-max)':>24} {'net*':>6} "
+              f"{'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'nginx%':>6}  "
+              f"{'server-client':<14} runs")
+    lines.append(header)
+    for s in summaries:
+        cpu = (f"{_fmt(s.cpu_us_median, '.2f')} ({_fmt(s.cpu_us_min, '.2f')}-"
+               f"{_fmt(s.cpu_us_max, '.2f')})") if s.cpu_us_median is not None else "-"
+        lines.append(
+            f"  {s.client:<13} {_fmt(s.rps_median, ',.0f'):>10} {cpu:>24} "
+            f"{_fmt(s.cpu_us_net_median, '.2f'):>6} {_fmt(s.rss_mb_peak, '.1f'):>7} "
+            f"{_fmt(s.p50_ms_median, '.3f'):>7} "
+            f"{_fmt(s.p99_ms_median, '.3f'):>7} "
+            f"{_fmt(_pct(s.server_busy_median), '.0f'):>6}  "
+            f"{_agreement(s.server_minus_client):<14} "
+            f"{s.ok_runs}/{s.runs}" + (f" ({s.noisy_runs} noisy)" if s.noisy_runs else ""))
+    for s in summaries:
+        if s.extra:
+            e = s.extra
+            lines.append(
+                f"  {s.client}: achieved {_fmt(e['achieved_rps_median'], ',.0f')}/s, "
+                f"late max {e['late_max']:,}, unsent max {e['unsent_max']:,}, send-lag p99 "
+                f"{_fmt(e['send_lag_p99_ms_median'], '.3f')} ms, server vs sent "
+                f"{_agreement(e['server_vs_sent'])}")
+        for f in s.failures:
+            lines.append(f"  {s.client} {f}")
+    by = {s.client: s for s in summaries}
+    hammers = [s for s in summaries if s.client.startswith("hammer") and s.cpu_us_median]
+    peers = [s for s in summaries if not s.client.startswith("hammer") and s.cpu_us_median]
+    for h in hammers:
+        for p in peers:
+            assert h.cpu_us_median is not None and p.cpu_us_median is not None
+            rps = (h.rps_median / p.rps_median
+                   if h.rps_median is not None and p.rps_median else None)
+            cpu_ratio = h.cpu_us_median / p.cpu_us_median
+            net_ratio = (h.cpu_us_net_median / p.cpu_us_median
+                         if h.cpu_us_net_median is not None else None)
+            lines.append(f"  {h.client}/{p.client}: CPU-µs/req x{cpu_ratio:.2f} "
+                         f"(net* x{_fmt(net_ratio, '.2f')}), req/s x{_fmt(rps, '.2f')}")
+    if sc.name == "threads-2" and "hammer-t1" in by and "hammer-t2" in by:
+        t1, t2 = by["hammer-t1"].cpu_us_median, by["hammer-t2"].cpu_us_median
+        if t1 and t2:
+            verdict = "OK" if t2 / t1 <= THREADS_CPU_LIMIT else "FAIL (> +10 %)"
+            lines.append(f"  -t 2 vs -t 1: CPU-µs/req x{t2 / t1:.2f} "
+                         f"(limit x{THREADS_CPU_LIMIT:.2f}): {verdict}")
+    if sc.name == "closed-10k" and reference:
+        for s in summaries:
+            ref = reference.get(s.client)
+            if ref and ref.cpu_us_median and s.cpu_us_median and ref.rss_mb_peak and \
+                    s.rss_mb_peak:
+                lines.append(
+                    f"  {s.client} vs its closed-64: CPU-µs/req x"
+                    f"{s.cpu_us_median / ref.cpu_us_median:.2f}, peak RSS "
+                    f"{ref.rss_mb_peak:.1f} -> {s.rss_mb_peak:.1f} MB")
+    if any(s.noisy_runs for s in summaries):
+        lines.append(f"  noisy: other processes used > {NOISE_FRAC:.0%} of the server's or "
+                     "the client's core during the run: figures unreliable")
+    if any(s.cpu_us_net_median is not None for s in summaries):
+        lines.append("  net*: hammer's CPU minus its fixed per-run cost (interpreter start-up, "
+                     "imports, report; see the 'fixed cost' line), per request")
+    lines.extend(f"  note: {n}" for n in sc.notes)
+    return "\n".join(lines)
+
+
+# -- the rest --------------------------------------------------------------------------
+
+
+def help_timing(workdir: Path, cpu: int | None) -> dict[str, Any]:
+    """`python -m hammer --help`: wall time, median of HELP_SAMPLES."""
+    walls, cpus, bare = [], [], []
+    ok = True
+    for _ in range(HELP_SAMPLES):
+        res = run_pinned([sys.executable, "-m", "hammer", "--help"], cpu, 30, workdir)
+        ok = ok and res.returncode == 0
+        walls.append(res.wall_s)
+        cpus.append(res.cpu_s)
+        # the interpreter alone, with the same site-packages (.pth files run at start-up)
+        bare.append(run_pinned([sys.executable, "-c", "pass"], cpu, 30, workdir).wall_s)
+    return {"command": f"{sys.executable} -m hammer --help", "ok": ok,
+            "wall_s_median": statistics.median(walls), "wall_s": walls,
+            "cpu_s_median": statistics.median(cpus),
+            "bare_python_wall_s_median": statistics.median(bare)}
+
+
+def hammer_fixed_cost(url: str, workdir: Path, cpu: int | None) -> dict[str, Any]:
+    """CPU of a 1-request hammer run (median of 3): interpreter start, imports, report.
+    CPU-µs/request includes this per-run cost; it matters in short runs."""
+    samples = [run_pinned([sys.executable, "-m", "hammer", "run", url, "-n", "1", "-c", "1",
+                           "--json", "-", "-q"], cpu, 60, workdir) for _ in range(3)]
+    return {"ok": all(r.returncode == 0 for r in samples),
+            "cpu_s": statistics.median(r.cpu_s for r in samples),
+            "wall_s": statistics.median(r.wall_s for r in samples),
+            "cpu_s_samples": [r.cpu_s for r in samples],
+            "peak_rss_kib": max(r.hwm_kib or r.maxrss_kib for r in samples)}
+
+
+def calibrate(nginx: Nginx, tools: Tools, conns: int, duration_s: int, workdir: Path,
+              cpu: int | None) -> tuple[int | None, RunRecord]:
+    d = max(1, min(duration_s, CALIBRATION_MAX_S))
+    client = Client("hammer", "hammer", Params(nginx.base_url + "/", conns, 1, d))
+    rec = do_run(nginx, tools, "open-max/calibration", client, 0, workdir, cpu)
+    if not rec.ok or not rec.requests_per_s:
+        return None, rec
+    return int(rec.requests_per_s * OPEN_MAX_FRACTION), rec
+
+
+def parse_duration(text: str) -> int:
+    ns = units.parse_duration_ns(text)
+    secs = -(-ns // 1_000_000_000)
+    if secs * 1_000_000_000 != ns:
+        log(f"note: --duration {text} rounded up to {secs}s (ab and h2load take whole seconds)")
+    return int(secs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", default="10s", help="length of each run (default 10s)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--connections", type=int, default=64,
+                    help="connections for closed-64, open-*, 64k, threads-2 (default 64)")
+    ap.add_argument("--scenario", action="extend", nargs="+", choices=SCENARIOS,
+                    metavar="NAME", help=f"scenarios to run (default all): {', '.join(SCENARIOS)}")
+    ap.add_argument("--client", action="extend", nargs="+", choices=ALL_CLIENTS, metavar="NAME",
+                    help="only these clients (default all available)")
+    ap.add_argument("--wrk2", metavar="PATH", help="a wrk2 binary (open-loop scenarios)")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx",
+                    help="nginx binary (default: from PATH or /usr/sbin/nginx)")
+    ap.add_argument("--json", metavar="PATH", help="write every run and summary here")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server and client CPUs")
+    args = ap.parse_args(argv)
+    try:
+        duration_s = parse_duration(args.duration)
+    except ValueError as exc:
+        ap.error(f"--duration: {exc}")
+    if args.rounds < 1 or args.connections < 1:
+        ap.error("--rounds and --connections must be >= 1")
+    if not os.access(args.nginx, os.X_OK):
+        log(f"error: nginx not found at {args.nginx}")
+        return 1
+    scenarios = [s for s in SCENARIOS if not args.scenario or s in args.scenario]
+    tools = Tools(args.wrk2)
+
+    notes: list[str] = []
+    cpus = os.sched_getaffinity(0)
+    server_cpu: int | None = SERVER_CPU
+    client_cpu: int | None = CLIENT_CPU
+    if args.no_pin or shutil.which("taskset") is None or not {SERVER_CPU, CLIENT_CPU} <= cpus:
+        server_cpu = client_cpu = None
+        notes.append("CPU pinning off (--no-pin, no taskset, or CPUs 0 and 1 not available)")
+    if len(cpus) > 2:
+        notes.append(f"{len(cpus)} CPUs: only CPU {SERVER_CPU} (nginx) and {CLIENT_CPU} "
+                     "(client) are used")
+
+    result: dict[str, Any] = {
+        "meta": {"duration_s": duration_s, "rounds": args.rounds,
+                 "connections": args.connections, "python": sys.version.split()[0],
+                 "server_cpu": server_cpu, "client_cpu": client_cpu,
+                 "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "notes": notes, "scenarios": {},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
+    work = tmp / "client"
+    work.mkdir()
+    nginx = Nginx(args.nginx, tmp / "nginx", server_cpu)
+    out_lines: list[str] = []
+    closed64: dict[str, ClientSummary] | None = None
+    exit_code = 0
+    try:
+        help_t = help_timing(work, client_cpu)
+        result["hammer_help"] = help_t
+        line = (f"python -m hammer --help: {help_t['wall_s_median'] * 1e3:.0f} ms wall (median "
+                f"of {HELP_SAMPLES}), {help_t['cpu_s_median'] * 1e3:.0f} ms CPU; bare "
+                f"`python -c pass`: {help_t['bare_python_wall_s_median'] * 1e3:.0f} ms"
+                + ("" if help_t["ok"] else "  [FAILED]"))
+        log(line)
+        out_lines.append(line)
+
+        nginx.start()
+        result["meta"]["nginx"] = {"port": nginx.port, "prefix": str(nginx.prefix),
+                                   "workers": nginx.workers, "pinning": nginx.pinning}
+        log(f"nginx on {nginx.base_url} (master {nginx.proc.pid if nginx.proc else '?'}, "
+            f"workers {nginx.workers}); " + "; ".join(nginx.pinning))
+        fixed = hammer_fixed_cost(nginx.base_url + "/", work, client_cpu)
+        result["hammer_fixed_cost"] = fixed
+        line = (f"hammer fixed cost per run (1-request run: start-up, imports, report): "
+                f"{fixed['cpu_s'] * 1e3:.0f} ms CPU, {fixed['wall_s'] * 1e3:.0f} ms wall, "
+                f"RSS {fixed['peak_rss_kib'] / 1024:.1f} MB" + ("" if fixed["ok"] else " [FAILED]"))
+        log(line)
+        out_lines.append(line)
+
+        for name in scenarios:
+            rate = None
+            calib: RunRecord | None = None
+            if name == "open-max":
+                rate, calib = calibrate(nginx, tools, args.connections, duration_s, work,
+                                        client_cpu)
+                log(f"[open-max] calibration (hammer closed loop): {describe(calib)}"
+                    + (f" -> rate {rate:,}/s" if rate else ""))
+            sc = build_scenario(name, tools, nginx.base_url, args.connections, duration_s, rate)
+            if calib is not None and calib.ok:
+                busy = calib.machine.get("server_busy_frac")
+                per_req = calib.machine.get("server_cpu_us_per_request")
+                sc.notes.append(
+                    f"calibration: hammer closed loop {calib.requests_per_s or 0:,.0f} req/s "
+                    f"with nginx {_fmt(_pct(busy), '.0f')}% busy"
+                    + (f" ({per_req:.1f} CPU-µs/req: about {1e6 / per_req:,.0f} req/s at 100 %)"
+                       if per_req else "")
+                    + ("; nginx was not saturated, so the client set the max"
+                       if busy is not None and busy < 0.9 else ""))
+            skipped = [c for c in sc.clients if args.client and c.name not in args.client]
+            if skipped:
+                sc.notes.append("not selected: " + ", ".join(c.name for c in skipped))
+            sc.clients = [c for c in sc.clients if c not in skipped]
+            runs: list[RunRecord] = []
+            for rnd in range(1, args.rounds + 1):
+                for client in sc.clients:
+                    try:
+                        rec = do_run(nginx, tools, name, client, rnd, work, client_cpu)
+                    except (OSError, RuntimeError, http.client.HTTPException) as exc:
+                        rec = failed_run(name, client, rnd, f"{type(exc).__name__}: {exc}")
+                    runs.append(rec)
+                    log(f"[{name} {rnd}/{args.rounds}] {client.name}: {describe(rec)}")
+            summaries = summarise(runs, [c.name for c in sc.clients],
+                                  fixed["cpu_s"] if fixed["ok"] else None)
+            if name == "closed-64":
+                closed64 = {s.client: s for s in summaries}
+            table = render_table(sc, summaries, closed64)
+            print(table + "\n", flush=True)
+            out_lines.append(table)
+            result["scenarios"][name] = {
+                "description": sc.description, "notes": sc.notes,
+                "calibration": asdict(calib) if calib else None, "rate": rate,
+                "summary": [asdict(s) for s in summaries], "runs": [asdict(r) for r in runs],
+            }
+        print(out_lines[0])
+        print(out_lines[1])
+    except KeyboardInterrupt:
+        log("interrupted: stopping")
+        exit_code = 130
+    except RuntimeError as exc:
+        log(f"error: {exc}")
+        exit_code = 1
+    finally:
+        err_tail = nginx.error_log().strip().splitlines()[-5:]
+        nginx.stop()
+        result["nginx_error_log_tail"] = err_tail
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            log(f"wrote {args.json}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
