@@ -160,3 +160,49 @@ def serve(host: str, port: int, status: int, body_size: str, delay: str,
     except ValueError as exc:
         _fail_usage(str(exc))
     sys.exit(serve_forever(config))
+
+
+@main.command()
+@click.argument("url", required=False)
+@click.option("-r", "--rate", "rate", metavar="R", help="A plan's open-loop rate.")
+@click.option("-c", "--connections", default=None, metavar="N", help="A plan's connections.")
+@click.option("--churn", is_flag=True,
+              help="The plan opens a new connection per request (no keep-alive).")
+def limits(url: str | None, rate: str | None, connections: str | None, churn: bool) -> None:
+    """Show the host's limits for load generation, and whether a plan fits.
+
+    Open files, ephemeral ports and the new connections per second they sustain,
+    tcp_tw_reuse, somaxconn, conntrack, the clock and its cost, timer slack, CPUs.
+    With --connections (and --rate), judges that plan and says what to change.
+    """
+    import ipaddress
+
+    from hammer import units
+    from hammer.config import (
+        DEFAULT_CLOSED_CONNECTIONS,
+        DEFAULT_OPEN_CONNECTIONS,
+        ConfigError,
+        make_target,
+    )
+    from hammer.limits import check_plan, clock_read_ns, read_host_limits, render_limits
+
+    try:
+        rate_rps = float(units.parse_rate(rate)) if rate is not None else None
+        n_conns = (units.parse_count(connections, name="connections")
+                   if connections is not None else None)
+        target = make_target(url)[0] if url is not None else None
+    except (ValueError, ConfigError) as exc:
+        _fail_usage(str(exc))
+    host = read_host_limits()
+    verdict = plan_text = None
+    if n_conns is not None or rate_rps is not None or url is not None:
+        if n_conns is None:
+            n_conns = DEFAULT_OPEN_CONNECTIONS if rate_rps else DEFAULT_CLOSED_CONNECTIONS
+        loopback = target is not None and ipaddress.ip_address(target.address).is_loopback
+        verdict = check_plan(host, n_conns, rate_rps, churn=churn, loopback=loopback)
+        plan_text = (f"{n_conns:,} connections"
+                     + (f", {rate_rps:,g} req/s" if rate_rps is not None else ", closed loop")
+                     + (", a new connection per request" if churn else ", keep-alive")
+                     + (f" to {url}" if url else ""))
+    click.echo(render_limits(host, verdict, clock_read_ns(), plan_text), nl=False)
+    sys.exit(exitcodes.OK if verdict is None or verdict.fits else exitcodes.FAILED)

@@ -69,7 +69,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     from hammer import _core
     from hammer.limits import ensure_nofile
 
-    ensure_nofile(config.connections)
+    plan = ensure_nofile(config.connections)
     interrupt = interrupt or Interrupt()
     engine = _engine_for(config)
     engine.start()
@@ -99,7 +99,11 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     engine.drain()
     load_end_ns = engine.counters()["load_end_ns"] or _core.monotonic_ns()
     duration_s = max(load_end_ns - start_ns, 0) / 1e9
-    return build_report(config, engine, duration_s, interrupted=interrupt.reason)
+    report = build_report(config, engine, duration_s, interrupted=interrupt.reason)
+    if plan.raise_soft_to is not None:
+        report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
+                            f"for {config.connections:,} connections")
+    return report
 
 
 def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:
@@ -182,6 +186,8 @@ def run_cli(config: RunConfig, *, json_path: str | None, quiet: bool) -> int:
         code = exitcodes.INTERRUPTED
     elif report.interrupted == "SIGTERM":
         code = exitcodes.TERMINATED
+    elif data["saturated"]:
+        code = exitcodes.SATURATED
     if not quiet:
         text_out = sys.stderr if json_path == "-" else sys.stdout
         text_out.write(render_text(data))
