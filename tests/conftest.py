@@ -109,3 +109,41 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
 def unused_port() -> int:
     """A 127.0.0.1 port with nothing listening (connections to it are refused)."""
     return free_port()
+
+
+import threading  # noqa: E402
+
+from faultserver import FaultServer, start_fault_server  # noqa: E402
+
+
+@pytest.fixture
+def fault_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., FaultServer]]:
+    """Factory: ``fault_server(mode, port=0, extra_args=())`` starts
+    ``tests/faultserver.py --mode MODE`` (see its docstring for the modes) and returns a
+    FaultServer (``.url``, ``.port``, ``.stats()``, ``.wait_stats(**expected)``,
+    ``.kill()``, ``.stop()``, ``.final_stats()``, ``.stderr_text()``). Safe to call from
+    another thread. Every server still running at teardown is stopped with SIGTERM and
+    must exit 0 (servers the test killed are left alone).
+    """
+    started: list[FaultServer] = []
+    log_dir = tmp_path_factory.mktemp("fault-server")
+    lock = threading.Lock()
+
+    def factory(mode: str, port: int = 0, extra_args: tuple[str, ...] = ()) -> FaultServer:
+        with lock:  # log file names are numbered: one start at a time
+            server = start_fault_server(log_dir, mode, port=port, extra_args=extra_args)
+            started.append(server)
+        return server
+
+    yield factory
+
+    failures = []
+    for server in started:
+        already_stopped = server.returncode is not None
+        rc = server.stop()
+        if not already_stopped and rc != 0:
+            failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
+    if failures:
+        pytest.fail("fault server did not stop cleanly: " + "; ".join(failures))
