@@ -1,7 +1,8 @@
 # Single-producer / single-consumer ring of request results, worker -> aggregator.
 # head is written only by the producer, tail only by the consumer; each publishes its
-# index with a release store and reads the other's with an acquire load. The two
-# indexes live on separate cache lines so the threads do not share one.
+# index with a release store and reads the other's with an acquire load, and only when
+# its cached copy says the ring is full (producer) or empty (consumer). Each side's
+# index and cache share a cache line the other side rarely touches.
 
 cdef struct Result:
     int64_t intended_ns     # when the schedule wanted the request sent
@@ -14,10 +15,12 @@ cdef struct Result:
 
 
 cdef struct Ring:
-    uint64_t head
-    char _pad_head[56]
-    uint64_t tail
-    char _pad_tail[56]
+    uint64_t head             # next slot the producer writes; written by the producer only
+    uint64_t tail_cache       # producer's last view of tail (re-read only when looking full)
+    char _pad_head[48]
+    uint64_t tail             # next slot the consumer reads; written by the consumer only
+    uint64_t head_cache       # consumer's last view of head (re-read only when looking empty)
+    char _pad_tail[48]
     uint64_t mask
     Result *slots
 
@@ -25,6 +28,8 @@ cdef struct Ring:
 cdef int ring_init(Ring *r, uint64_t capacity_pow2) noexcept nogil:
     r.head = 0
     r.tail = 0
+    r.tail_cache = 0
+    r.head_cache = 0
     r.mask = capacity_pow2 - 1
     r.slots = <Result *>calloc(capacity_pow2, sizeof(Result))
     return 0 if r.slots != NULL else -1
@@ -37,8 +42,11 @@ cdef void ring_free(Ring *r) noexcept nogil:
 
 cdef inline bint ring_push(Ring *r, const Result *res) noexcept nogil:
     cdef uint64_t head = r.head  # only this thread writes head
-    if head - hm_load_acquire(&r.tail) > r.mask:
-        return False
+    if head - r.tail_cache > r.mask:
+        # looks full: only now touch the consumer's cache line
+        r.tail_cache = hm_load_acquire(&r.tail)
+        if head - r.tail_cache > r.mask:
+            return False
     r.slots[head & r.mask] = res[0]
     hm_store_release(&r.head, head + 1)
     return True
@@ -46,7 +54,10 @@ cdef inline bint ring_push(Ring *r, const Result *res) noexcept nogil:
 
 cdef inline uint64_t ring_pop(Ring *r, Result *out, uint64_t max_items) noexcept nogil:
     cdef uint64_t tail = r.tail  # only this thread writes tail
-    cdef uint64_t available = hm_load_acquire(&r.head) - tail
+    if r.head_cache == tail:
+        # looks empty: only now touch the producer's cache line
+        r.head_cache = hm_load_acquire(&r.head)
+    cdef uint64_t available = r.head_cache - tail
     cdef uint64_t n = available if available < max_items else max_items
     cdef uint64_t i
     for i in range(n):
