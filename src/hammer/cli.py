@@ -72,12 +72,32 @@ def main() -> None:
               help="Request header, repeatable.")
 @click.option("--body", default=None, metavar="TEXT", help="Request body.")
 @click.option("--body-file", default=None, metavar="PATH", help="Request body from a file.")
+@click.option("--targets", "targets", default=None, metavar="PATH",
+              help="Requests from a targets file in vegeta's format ('-' = stdin); "
+                   "sent round-robin.")
+@click.option("--targets-format", default="http", show_default=True,
+              type=click.Choice(["http", "json"]), help="Format of --targets.")
+@click.option("--random", "random_order", is_flag=True,
+              help="Pick targets at random (seeded) instead of round-robin.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed for --random.")
+@click.option("--disable-keepalive", is_flag=True,
+              help="A new connection per request (Connection: close; the server closes "
+                   "first, so the client does not hold ports in TIME_WAIT).")
+@click.option("--max-requests-per-conn", default=None, metavar="N",
+              help="Requests per connection; the last asks the server to close.")
+@click.option("--connect-timeout", default=None, metavar="D",
+              help="Timeout for establishing a connection (default: --timeout).")
+@click.option("--unix-socket", default=None, metavar="PATH",
+              help="Connect to this Unix socket; the URL gives the Host and path.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
 def run(url: str | None, rate: str | None, connections: str | None, threads: str,
         duration: str | None, requests: str | None, timeout: str, spin: str, method: str,
         headers: tuple[str, ...], body: str | None, body_file: str | None,
+        targets: str | None, targets_format: str, random_order: bool, seed: int,
+        disable_keepalive: bool, max_requests_per_conn: str | None,
+        connect_timeout: str | None, unix_socket: str | None,
         json_path: str | None, quiet: bool) -> None:
     """Send load to URL and report what happened.
 
@@ -87,21 +107,25 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
     from hammer.config import ConfigError, RunConfig, make_config
     from hammer.runner import run_cli
 
-    def configure(target_url: str) -> RunConfig:
+    def configure(target_url: str | None) -> RunConfig:
         return make_config(
             target_url, rate=rate, connections=connections, threads=threads,
             duration=duration, requests=requests, timeout=timeout, spin=spin,
             method=method, headers=headers, body=body, body_file=body_file,
+            targets=targets, targets_format=targets_format, random_order=random_order,
+            seed=seed, disable_keepalive=disable_keepalive,
+            max_requests_per_conn=max_requests_per_conn, connect_timeout=connect_timeout,
+            unix_socket=unix_socket,
         )
 
-    demo = url is None
+    demo = url is None and targets is None
     if demo:
         rate = rate if rate is not None else DEMO_RATE
         if duration is None and requests is None:
             duration = DEMO_DURATION
     try:
         # options are checked before anything starts (the demo server included)
-        config = configure(url if url is not None else "http://127.0.0.1:9/")
+        config = configure(url if not demo else "http://127.0.0.1:9/")
     except ConfigError as exc:
         _fail_usage(str(exc))
     demo_server = None

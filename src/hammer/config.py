@@ -12,7 +12,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit
@@ -44,7 +44,7 @@ MAX_THREADS = 256
 USER_AGENT = "hammer/0.1"
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
@@ -66,6 +66,20 @@ class Target:
 
 
 @dataclass(frozen=True)
+class PreparedRequest:
+    """One target's request, serialised once: keep-alive, and with `Connection: close`."""
+
+    method: str
+    url: str                 # redacted, for reports
+    keep_alive: bytes = field(repr=False)
+    closing: bytes = field(repr=False)
+
+    @property
+    def is_head(self) -> bool:
+        return self.method == "HEAD"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     target: Target
     method: str = "GET"
@@ -78,7 +92,17 @@ class RunConfig:
     requests: int | None = None
     timeout_ns: int = DEFAULT_TIMEOUT_NS
     spin_ns: int = DEFAULT_SPIN_NS
-    request_bytes: bytes = field(default=b"", repr=False)
+    request_bytes: bytes = field(default=b"", repr=False)   # the first target's
+    requests_table: tuple[PreparedRequest, ...] = ()         # every target, in order
+    random_order: bool = False
+    seed: int = 1
+    max_requests_per_conn: int = 0       # 0: no cap; 1: a new connection per request
+    connect_timeout_ns: int | None = None  # None: the request timeout
+    unix_socket: str | None = None
+
+    @property
+    def keepalive(self) -> bool:
+        return self.max_requests_per_conn != 1
 
     @property
     def open_loop(self) -> bool:
@@ -141,7 +165,7 @@ def _resolve(host: str, port: int) -> str:
     raise ConfigError(f"cannot resolve host {host!r}: no IPv4 or IPv6 address")
 
 
-def make_target(url: str) -> tuple[Target, tuple[tuple[str, str], ...]]:
+def make_target(url: str, *, resolve: bool = True) -> tuple[Target, tuple[tuple[str, str], ...]]:
     """Parse and resolve the URL once. Returns the target and any header the URL
     implies (Basic credentials from user:password@)."""
     parts = _parse_url(url)
@@ -161,7 +185,8 @@ def make_target(url: str) -> tuple[Target, tuple[tuple[str, str], ...]]:
     host_header = shown_host if parts.port in (None, 80) else f"{shown_host}:{port}"
     redacted = parts._replace(netloc=netloc, fragment="").geturl()
     target = Target(url=redacted, scheme=parts.scheme, host=host, port=port, path=path,
-                    address=_resolve(host, port), host_header=host_header)
+                    address=_resolve(host, port) if resolve else host,
+                    host_header=host_header)
     return target, implied
 
 
@@ -178,14 +203,17 @@ def _parse_header(text: str) -> tuple[str, str]:
         raise ConfigError(
             f"invalid header {name!r}: the value holds characters outside Latin-1 "
             "(percent-encode or base64 them)") from None
+    if name.lower() == "connection":
+        raise ConfigError(f"header {name!r} is set by hammer: use --disable-keepalive or "
+                          "--max-requests-per-conn")
     if name.lower() in _FRAMING_HEADERS:
         raise ConfigError(f"header {name!r} is set by hammer from the body; remove it")
     return name, value
 
 
 def serialise_request(target: Target, method: str, headers: Iterable[tuple[str, str]],
-                      body: bytes) -> bytes:
-    """The exact bytes of one HTTP/1.1 keep-alive request."""
+                      body: bytes, *, close: bool = False) -> bytes:
+    """The exact bytes of one HTTP/1.1 request (keep-alive, or asking the server to close)."""
     given = list(headers)
     names = {k.lower() for k, _ in given}
     lines = [f"{method} {target.path} HTTP/1.1"]
@@ -198,6 +226,8 @@ def serialise_request(target: Target, method: str, headers: Iterable[tuple[str, 
     lines.extend(f"{k}: {v}" for k, v in given)
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + body
 
@@ -259,7 +289,7 @@ def _as_rate(value: str | float | int | Fraction | None) -> Fraction | None:
 
 
 def make_config(
-    url: str,
+    url: str | None,
     *,
     rate: str | float | int | Fraction | None = None,
     connections: str | int | None = None,
@@ -272,6 +302,14 @@ def make_config(
     headers: Iterable[str] | Mapping[str, str] = (),
     body: str | bytes | None = None,
     body_file: str | os.PathLike[str] | None = None,
+    targets: str | None = None,
+    targets_format: str = "http",
+    random_order: bool = False,
+    seed: int = 1,
+    disable_keepalive: bool = False,
+    max_requests_per_conn: str | int | None = None,
+    connect_timeout: str | float | int | None = None,
+    unix_socket: str | None = None,
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
@@ -319,10 +357,47 @@ def make_config(
     else:
         header_lines = list(headers)
     parsed_headers = tuple(_parse_header(h) for h in header_lines)
+    per_conn = _as_count(max_requests_per_conn, "max-requests-per-conn") or 0
+    if disable_keepalive:
+        if per_conn not in (0, 1):
+            raise ConfigError("--disable-keepalive and --max-requests-per-conn disagree")
+        per_conn = 1
+    connect_timeout_ns = _as_ns(connect_timeout, "connect-timeout")
+    if unix_socket is not None:
+        if not Path(unix_socket).exists():
+            raise ConfigError(f"unix socket {unix_socket!r} does not exist")
+        if len(os.fsencode(unix_socket)) > 107:
+            raise ConfigError(f"unix socket path {unix_socket!r} is too long (at most 107 bytes)")
+    if targets is not None:
+        from hammer.targets import load_targets
+
+        specs = load_targets(targets, targets_format)
+        if url is None:
+            url = specs[0].url
     if url is None:
         raise ConfigError("no URL given")
-    target, implied = make_target(url)
+    target, implied = make_target(url, resolve=unix_socket is None)
     all_headers = implied + parsed_headers
+    table = [_prepare(target, method, all_headers, body_bytes)]
+    if targets is not None:
+        table = []
+        for spec in specs:
+            try:
+                t, t_implied = make_target(spec.url, resolve=False)
+                if (t.scheme, t.host, t.port) != (target.scheme, target.host, target.port):
+                    raise ConfigError(
+                        f"{t.scheme}://{t.host}:{t.port} is not {target.scheme}://"
+                        f"{target.host}:{target.port}: every target of a run shares one "
+                        "host and port")
+                t = replace(t, address=target.address)
+                spec_method = spec.method.strip()
+                if not spec_method or any(c not in _TCHARS for c in spec_method):
+                    raise ConfigError(f"invalid method {spec_method!r}")
+                spec_headers = t_implied + parsed_headers + tuple(
+                    _parse_header(h) for h in spec.headers)
+                table.append(_prepare(t, spec_method, spec_headers, spec.body))
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.where}: {exc}") from None
     return RunConfig(
         target=target,
         method=method,
@@ -335,5 +410,20 @@ def make_config(
         requests=n_requests,
         timeout_ns=timeout_ns,
         spin_ns=spin_ns,
-        request_bytes=serialise_request(target, method, all_headers, body_bytes),
+        request_bytes=table[0].keep_alive,
+        requests_table=tuple(table),
+        random_order=bool(random_order),
+        seed=int(seed),
+        max_requests_per_conn=per_conn,
+        connect_timeout_ns=connect_timeout_ns,
+        unix_socket=unix_socket,
+    )
+
+
+def _prepare(target: Target, method: str, headers: tuple[tuple[str, str], ...],
+             body: bytes) -> PreparedRequest:
+    return PreparedRequest(
+        method=method, url=target.url,
+        keep_alive=serialise_request(target, method, headers, body),
+        closing=serialise_request(target, method, headers, body, close=True),
     )

@@ -45,6 +45,7 @@ class Report:
     bytes_sent: int
     bytes_received: int
     ring_full_waits: int = 0
+    targets: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -80,6 +81,8 @@ class Report:
             "threads": cfg.threads,
             "timeout_s": cfg.timeout_ns / 1e9,
             "spin_ms": cfg.spin_ns / 1e6 if cfg.open_loop else None,
+            "keepalive": cfg.keepalive,
+            "max_requests_per_conn": cfg.max_requests_per_conn or None,
             "rate": {
                 "target_rps": float(cfg.rate_rps) if cfg.rate_rps is not None else None,
                 "achieved_rps": round(self.achieved_rps, 3),
@@ -101,6 +104,7 @@ class Report:
             "latency_uncorrected_ms": dict(self.latency_uncorrected_ms),
             "send_lag_ms": dict(self.send_lag_ms),
             "bytes": {"sent": self.bytes_sent, "received": self.bytes_received},
+            "targets": [dict(t) for t in self.targets],
             "interrupted": self.interrupted,
             "saturated": self.saturation(),
             "notes": list(self.notes),
@@ -134,6 +138,9 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
         bytes_sent=totals["bytes_sent"],
         bytes_received=totals["bytes_received"],
         ring_full_waits=totals["ring_full_waits"],
+        targets=[{"method": req.method, "url": req.url, **stats}
+                 for req, stats in zip(config.requests_table, agg.target_breakdown(),
+                                       strict=False)],
         interrupted=interrupted,
     )
     if not counts.balanced():

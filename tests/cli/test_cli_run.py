@@ -45,9 +45,14 @@ def hammer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert proc.returncode == exitcodes.OK, (
+    """A completed run: exit 0, or 3 when the generator fell behind its schedule (on a
+    virtual machine, a stolen CPU can push send-lag p99 past 1 ms at any rate); then the
+    report must say so."""
+    assert proc.returncode in (exitcodes.OK, exitcodes.SATURATED), (
         f"exit {proc.returncode}; stdout={proc.stdout!r} stderr={proc.stderr!r}"
     )
+    if proc.returncode == exitcodes.SATURATED and "-q" not in proc.args:
+        assert "generator saturated" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     return proc
 

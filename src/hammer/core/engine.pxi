@@ -29,8 +29,23 @@ cdef enum:
     STATUS_SLOTS = 1000
 
 
+cdef enum:
+    MAX_TARGET_BREAKDOWN = 1024     # targets with their own status counts and histogram
+
+
+cdef struct TargetStats:
+    int64_t sent
+    int64_t completed
+    int64_t ok
+    int64_t http_error
+    int64_t errors
+    int64_t *status_counts          # STATUS_SLOTS entries
+    Hist latency                    # corrected latency, ns
+
+
 cdef class Aggregator:
-    """Accumulates results: three histograms (ns), outcome counters, status and errors."""
+    """Accumulates results: three histograms (ns), outcome counters, status and errors,
+    and with several targets, a breakdown per target."""
 
     cdef readonly Histogram latency          # done - intended (coordinated-omission corrected)
     cdef readonly Histogram latency_uncorrected  # done - write
@@ -38,33 +53,74 @@ cdef class Aggregator:
     cdef public int64_t results, sent, completed, ok, http_error, errors, late
     cdef int64_t status_counts[STATUS_SLOTS]
     cdef int64_t error_counts[ERR_COUNT]
+    cdef TargetStats *targets
+    cdef int32_t n_targets                   # with a breakdown (0: a single target)
 
-    def __cinit__(self):
+    def __cinit__(self, int n_targets=1):
+        cdef int32_t i
         self.latency = Histogram()
         self.latency_uncorrected = Histogram()
         self.send_lag = Histogram()
         memset(self.status_counts, 0, sizeof(self.status_counts))
         memset(self.error_counts, 0, sizeof(self.error_counts))
+        self.targets = NULL
+        self.n_targets = 0
+        if n_targets > 1:
+            self.n_targets = min(n_targets, MAX_TARGET_BREAKDOWN)
+            self.targets = <TargetStats *>calloc(self.n_targets, sizeof(TargetStats))
+            if self.targets == NULL:
+                raise MemoryError()
+            for i in range(self.n_targets):
+                self.targets[i].status_counts = <int64_t *>calloc(STATUS_SLOTS, sizeof(int64_t))
+                if (self.targets[i].status_counts == NULL
+                        or hist_init(&self.targets[i].latency, HIST_HIGHEST_NS,
+                                     HIST_SIGNIFICANT_FIGURES) != 0):
+                    raise MemoryError()
+
+    def __dealloc__(self):
+        cdef int32_t i
+        if self.targets != NULL:
+            for i in range(self.n_targets):
+                free(self.targets[i].status_counts)
+                hist_free(&self.targets[i].latency)
+            free(self.targets)
 
     cdef void record(self, const Result *r) noexcept nogil:
+        cdef TargetStats *t = NULL
+        cdef int32_t status
+        if r.target < self.n_targets:
+            t = &self.targets[r.target]
         self.results += 1
         if r.write_ns != 0:
             self.sent += 1
             hist_record(&self.send_lag.h, r.write_ns - r.intended_ns)
+            if t != NULL:
+                t.sent += 1
         if r.late:
             self.late += 1
         if r.error != ERR_NONE:
             self.errors += 1
             self.error_counts[r.error] += 1
+            if t != NULL:
+                t.errors += 1
             return
+        status = r.status if 0 < r.status < STATUS_SLOTS else 0
         self.completed += 1
         if 200 <= r.status < 400:
             self.ok += 1
         else:
             self.http_error += 1
-        self.status_counts[r.status if r.status < STATUS_SLOTS else 0] += 1
+        self.status_counts[status] += 1
         hist_record(&self.latency.h, r.done_ns - r.intended_ns)
         hist_record(&self.latency_uncorrected.h, r.done_ns - r.write_ns)
+        if t != NULL:
+            t.completed += 1
+            if 200 <= r.status < 400:
+                t.ok += 1
+            else:
+                t.http_error += 1
+            t.status_counts[status] += 1
+            hist_record(&t.latency, r.done_ns - r.intended_ns)
 
     cdef uint64_t drain_ring(self, Ring *ring) noexcept nogil:
         cdef Result batch[64]
@@ -86,6 +142,26 @@ cdef class Aggregator:
         return {ERROR_NAMES[i]: self.error_counts[i] for i in range(1, ERR_COUNT)
                 if self.error_counts[i]}
 
+    def target_breakdown(self) -> list:
+        """Per target (in the run's order, up to MAX_TARGET_BREAKDOWN): sent, completed,
+        ok, http_error, errors, status counts and corrected latency (ms); [] for one."""
+        cdef int32_t i, k
+        cdef TargetStats *t
+        cdef Histogram h
+        out = []
+        for i in range(self.n_targets):
+            t = &self.targets[i]
+            h = Histogram()
+            hist_add(&h.h, &t.latency)
+            out.append({
+                "sent": t.sent, "completed": t.completed, "ok": t.ok,
+                "http_error": t.http_error, "error": t.errors,
+                "status": {str(k): t.status_counts[k] for k in range(STATUS_SLOTS)
+                           if t.status_counts[k]},
+                "latency_ms": h.summary_ms(),
+            })
+        return out
+
 
 cdef class Engine:
     """Runs one load phase. Python drives it: start(), drain() every ~100 ms, stop(),
@@ -95,7 +171,9 @@ cdef class Engine:
     cdef int32_t n_workers
     cdef uint64_t stop_level
     cdef uint64_t go
-    cdef bytes request
+    cdef Request *requests
+    cdef int32_t n_requests
+    cdef list request_objects     # keeps the bytes behind `requests` alive
     cdef object threads
     cdef readonly Aggregator aggregator
     cdef readonly int64_t start_ns
@@ -104,13 +182,19 @@ cdef class Engine:
     def __cinit__(self):
         self.workers = NULL
         self.n_workers = 0
+        self.requests = NULL
 
-    def __init__(self, *, str host, int port, bytes request, bint is_head, int threads,
+    def __init__(self, *, str host, int port, list requests, int threads,
                  int connections, object rate_num, object rate_den, int64_t n_slots,
                  int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
-                 int64_t spin_ns=0, int ring_capacity=1 << 17):
-        """rate_num/rate_den: requests per second as a fraction (None: closed loop).
-        n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none."""
+                 int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
+                 bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
+                 str unix_path=None, int ring_capacity=1 << 17):
+        """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
+        rate_num/rate_den: requests per second as a fraction (None: closed loop).
+        n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none.
+        max_per_conn: requests per connection, the last asking the server to close
+        (1: a new connection per request; 0: no cap). unix_path: connect there instead."""
         cdef int32_t i
         cdef Worker *w
         cdef int64_t per, extra
@@ -119,10 +203,28 @@ cdef class Engine:
         cdef int family
         if threads < 1 or connections < threads:
             raise ValueError("need 1 <= threads <= connections")
+        if not 1 <= len(requests) <= 65535:
+            raise ValueError("need 1 to 65535 requests")
         memset(&addr, 0, sizeof(addr))
-        family = make_sockaddr(host, port, &addr, &addrlen)
-        self.request = request
-        self.aggregator = Aggregator()
+        if unix_path is not None:
+            family = make_unix_sockaddr(unix_path, &addr, &addrlen)
+        else:
+            family = make_sockaddr(host, port, &addr, &addrlen)
+        self.request_objects = []
+        self.n_requests = len(requests)
+        self.requests = <Request *>calloc(self.n_requests, sizeof(Request))
+        if self.requests == NULL:
+            raise MemoryError()
+        for i, (keep, close_, is_head) in enumerate(requests):
+            keep = bytes(keep)
+            close_ = bytes(close_)
+            self.request_objects.append((keep, close_))
+            self.requests[i].keep = <const char *>keep
+            self.requests[i].keep_len = len(keep)
+            self.requests[i].close = <const char *>close_
+            self.requests[i].close_len = len(close_)
+            self.requests[i].is_head = bool(is_head)
+        self.aggregator = Aggregator(self.n_requests)
         self.threads = []
         self.workers = <Worker *>calloc(threads, sizeof(Worker))
         if self.workers == NULL:
@@ -143,6 +245,8 @@ cdef class Engine:
                 w.pacer.period_den = <int64_t>int(rate_num)
             w.duration_ns = duration_ns
             w.timeout_ns = timeout_ns
+            w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
+            w.max_per_conn = max_per_conn
             w.spin_ns = spin_ns
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads
@@ -150,9 +254,10 @@ cdef class Engine:
                 w.request_budget = per + extra
             else:
                 w.request_budget = -1
-            w.req = <const char *>self.request
-            w.req_len = len(self.request)
-            w.is_head = is_head
+            w.requests = self.requests
+            w.n_targets = self.n_requests
+            w.random_order = random_order
+            w.rng = (seed + <uint64_t>i * 0x9E3779B97F4A7C15ULL) | 1
             memcpy(&w.addr, &addr, addrlen)
             w.addrlen = addrlen
             w.family = family
@@ -170,6 +275,8 @@ cdef class Engine:
     def __dealloc__(self):
         cdef int32_t i, j
         cdef Worker *w
+        free(self.requests)
+        self.requests = NULL
         if self.workers == NULL:
             return
         for i in range(self.n_workers):
@@ -263,6 +370,23 @@ cdef class Engine:
             "bytes_received": bytes_in, "connects": connects, "ring_full_waits": ring_full,
             "load_end_ns": load_end,
         }
+
+
+cdef extern from "<sys/un.h>" nogil:
+    struct sockaddr_un:
+        sa_family_t sun_family
+        char sun_path[108]
+
+
+cdef int make_unix_sockaddr(str path, sockaddr_storage *addr, socklen_t *addrlen) except -1:
+    cdef sockaddr_un *un = <sockaddr_un *>addr
+    b = path.encode()
+    if len(b) >= sizeof(un.sun_path):
+        raise ValueError(f"unix socket path too long ({len(b)} bytes, at most 107)")
+    un.sun_family = AF_UNIX
+    memcpy(un.sun_path, <const char *>b, len(b))
+    addrlen[0] = <socklen_t>(sizeof(sa_family_t) + len(b) + 1)
+    return AF_UNIX
 
 
 cdef int make_sockaddr(str host, int port, sockaddr_storage *addr,

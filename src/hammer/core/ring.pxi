@@ -8,7 +8,8 @@ cdef struct Result:
     int64_t intended_ns     # when the schedule wanted the request sent
     int64_t write_ns        # when it was written (0: never written)
     int64_t done_ns         # when the response completed or the error was seen
-    int32_t status          # HTTP status of the final response (0: none)
+    int16_t status          # HTTP status of the final response (0: none)
+    uint16_t target         # index of the target (request) in the run's list
     uint16_t error          # error class (ERR_NONE: a complete response)
     uint8_t late            # waited for a free connection
     uint8_t reused          # sent on a connection that had served responses before

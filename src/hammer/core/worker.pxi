@@ -29,6 +29,8 @@ cdef enum:  # connection states
     CS_CONNECTING = 1
     CS_IDLE = 2
     CS_BUSY = 3        # a request is being written or its response read
+    CS_DRAINING = 4    # after a `Connection: close` exchange: waiting for the server's FIN,
+                       # so the server closes first and holds the TIME_WAIT, not us
 
 cdef enum:  # stop levels, set by the control plane
     STOP_NONE = 0
@@ -40,6 +42,17 @@ cdef enum:
     RECONNECT_BACKOFF_NS = 5000000   # closed loop: pause after a connect error
     MAX_EVENTS = 512
     RBUF_BYTES = 262144
+    DRAIN_WAIT_NS = 1000000000      # how long a closing connection waits for the server's FIN
+
+
+cdef struct Request:
+    # one target's pre-serialised request, in two variants: keep-alive, and with
+    # `Connection: close` (the last request on a connection)
+    const char *keep
+    size_t keep_len
+    const char *close
+    size_t close_len
+    int32_t is_head
 
 
 cdef struct Conn:
@@ -53,6 +66,10 @@ cdef struct Conn:
     int64_t write_ns
     int64_t deadline_ns
     size_t wpos
+    const char *wreq         # the bytes of the request in flight
+    size_t wlen
+    uint16_t target
+    uint8_t closing          # the request in flight asked the server to close
     uint8_t has_request
     uint8_t late
     uint8_t got_bytes
@@ -74,9 +91,12 @@ cdef struct Worker:
     int64_t timeout_ns
     int64_t spin_ns            # poll without sleeping this long before each slot
     int64_t request_budget     # closed loop: requests this worker may start (-1: no cap)
-    const char *req
-    size_t req_len
-    int32_t is_head
+    int64_t connect_timeout_ns
+    int64_t max_per_conn       # requests per connection, then `Connection: close` (0: no cap)
+    const Request *requests    # the targets, in order
+    int32_t n_targets
+    int32_t random_order       # pick targets at random (seeded) instead of round-robin
+    uint64_t rng               # xorshift64 state
     sockaddr_storage addr
     socklen_t addrlen
     int32_t family
@@ -123,7 +143,8 @@ cdef void emit(Worker *w, Conn *c, int32_t status, uint16_t error, int64_t now) 
     res.intended_ns = c.intended_ns
     res.write_ns = c.write_ns
     res.done_ns = now
-    res.status = status
+    res.status = <int16_t>status
+    res.target = c.target
     res.error = error
     res.late = c.late
     res.reused = 1 if c.served > 0 else 0
@@ -231,17 +252,17 @@ cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
         if c.intended_ns == 0:
             c.intended_ns = c.write_ns  # closed loop: no schedule, measured from the write
         c.deadline_ns = c.write_ns + w.timeout_ns
-        framer_reset(&c.fr, w.is_head)
+        framer_reset(&c.fr, w.requests[c.target].is_head)
         c.got_bytes = 0
     c.state = CS_BUSY
-    n = send(c.fd, w.req + c.wpos, w.req_len - c.wpos, MSG_NOSIGNAL)
+    n = send(c.fd, c.wreq + c.wpos, c.wlen - c.wpos, MSG_NOSIGNAL)
     if n > 0:
         counter_add(&w.bytes_out, <uint64_t>n)
         c.wpos += <size_t>n
     elif n < 0 and errno != EAGAIN and errno != EINTR:
         fail(w, c, classify_io_errno(c, errno), clock_ns())
         return
-    if c.wpos < w.req_len:
+    if c.wpos < c.wlen:
         set_mask(w, c, EPOLLIN | EPOLLOUT)  # wait until writable
     elif c.epoll_mask != EPOLLIN:
         set_mask(w, c, EPOLLIN)
@@ -257,7 +278,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.carry_len = 0
     c.served = 0
     c.got_bytes = 0
-    c.deadline_ns = now + w.timeout_ns
+    c.deadline_ns = now + w.connect_timeout_ns
     if c.fd < 0:
         c.state = CS_CLOSED
         fail(w, c, ERR_CONNECT_ERROR, now)
@@ -294,12 +315,37 @@ cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
         on_idle(w, c, now)
 
 
-cdef inline void assign(Worker *w, Conn *c, int64_t intended_ns, uint8_t late) noexcept nogil:
+cdef inline uint16_t next_target(Worker *w, int64_t seq) noexcept nogil:
+    if w.n_targets == 1:
+        return 0
+    if w.random_order:
+        w.rng ^= w.rng << 13
+        w.rng ^= w.rng >> 7
+        w.rng ^= w.rng << 17
+        return <uint16_t>(w.rng % <uint64_t>w.n_targets)
+    return <uint16_t>(seq % w.n_targets)
+
+
+cdef inline void assign(Worker *w, Conn *c, int64_t intended_ns, uint8_t late,
+                        int64_t seq) noexcept nogil:
+    """Give request number `seq` (the slot, or the worker's count in closed loop) to c."""
+    cdef const Request *rq
     c.has_request = 1
     c.intended_ns = intended_ns
     c.write_ns = 0
     c.wpos = 0
     c.late = late
+    c.target = next_target(w, seq)
+    rq = &w.requests[c.target]
+    # the last request a connection may carry asks the server to close (it then closes
+    # first); `served` counts the responses on the current socket (0 when closed)
+    c.closing = 1 if w.max_per_conn > 0 and c.served + 1 >= w.max_per_conn else 0
+    if c.closing:
+        c.wreq = rq.close
+        c.wlen = rq.close_len
+    else:
+        c.wreq = rq.keep
+        c.wlen = rq.keep_len
     w.inflight += 1
 
 
@@ -320,22 +366,19 @@ cdef void dispatch_open(Worker *w, int64_t now) noexcept nogil:
             counter_add(&w.unsent, 1)
             continue
         c = pop_idle(w)
-        late = <uint8_t>w.starved
         if c == NULL:
-            w.starved = 1
-            late = 1
-            c = pop_closed(w)
-            if c == NULL:
-                return  # every connection is busy or connecting: wait for one
-            w.next_k += 1
-            counter_add(&w.scheduled, 1)
-            assign(w, c, intended, late)
-            conn_connect(w, c, now)
-            continue
-        w.next_k += 1
+            c = pop_closed(w)  # open a new connection for it
+        if c == NULL:
+            w.starved = 1  # every connection is busy or connecting: wait for one (late)
+            return
+        late = <uint8_t>w.starved
         counter_add(&w.scheduled, 1)
-        assign(w, c, intended, late)
-        conn_send(w, c)
+        assign(w, c, intended, late, w.first_slot + w.next_k * w.slot_stride)
+        w.next_k += 1
+        if c.state == CS_CLOSED:
+            conn_connect(w, c, now)
+        else:
+            conn_send(w, c)
     w.starved = 0
 
 
@@ -347,7 +390,7 @@ cdef void start_closed(Worker *w, Conn *c, int64_t now) noexcept nogil:
         return
     w.started += 1
     counter_add(&w.scheduled, 1)
-    assign(w, c, 0, 0)
+    assign(w, c, 0, 0, w.started - 1)
     if c.state == CS_CLOSED:
         conn_connect(w, c, now)
         return
@@ -382,12 +425,17 @@ cdef void reopen_closed(Worker *w, int64_t now) noexcept nogil:
 cdef void complete(Worker *w, Conn *c, int64_t now) noexcept nogil:
     # a response that came before the whole request was written leaves the stream
     # mid-request: the connection cannot carry another one
-    cdef bint keep = c.fr.keep_alive and c.wpos == w.req_len
+    cdef bint keep = c.fr.keep_alive and c.wpos == c.wlen and not c.closing
     if c.intended_ns == 0:
         c.intended_ns = c.write_ns
     emit(w, c, c.fr.status, ERR_NONE, now)
     c.served += 1
     if not keep:
+        if c.closing and c.fr.state == FS_DONE:
+            # we asked the server to close: wait for its FIN so it closes first
+            c.state = CS_DRAINING
+            c.deadline_ns = now + DRAIN_WAIT_NS
+            return
         conn_close(w, c)
         return
     c.state = CS_IDLE
@@ -480,6 +528,8 @@ cdef void sweep(Worker *w, int64_t now) noexcept nogil:
                 fail(w, c, ERR_TIMEOUT, now)
         elif c.state == CS_CONNECTING and not c.has_request and now >= c.deadline_ns:
             conn_close(w, c)
+        elif c.state == CS_DRAINING and now >= c.deadline_ns:
+            conn_close(w, c)  # the server never closed: close from our side
     if w.open_loop and w.starved:
         dispatch_open(w, now)
 
@@ -657,7 +707,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 conn_readable(w, c)
                 if c.state == CS_CLOSED:
                     continue
-            if (ev & EPOLLOUT) and c.state == CS_BUSY and c.wpos < w.req_len:
+            if (ev & EPOLLOUT) and c.state == CS_BUSY and c.wpos < c.wlen:
                 conn_send(w, c)
     # leave: close every socket
     for i in range(w.n_conns):
