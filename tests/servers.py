@@ -255,6 +255,7 @@ http {{
 
     server {{
         listen {host}:{port} backlog=4096;
+        listen unix:{prefix}/nginx.sock;
         server_name localhost;
 
         location / {{
@@ -312,6 +313,7 @@ class NginxServer:
         self.port = port
         self.url = f"http://{LOCALHOST}:{port}/"
         self.prefix = prefix
+        self.unix_socket = str(prefix / "nginx.sock")  # the same server, on a Unix socket
         self.conf_path = prefix / "nginx.conf"
         self.access_log_path = prefix / "access.log"
         self.error_log_path = prefix / "error.log"

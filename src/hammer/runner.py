@@ -156,9 +156,8 @@ def run(config: RunConfig | str | None = None, /, *, progress: ProgressFn | None
     import uvloop
 
     if not isinstance(config, RunConfig):
-        if config is None and "url" not in options:
-            raise ConfigError("no URL given")
-        config = make_config(config if config is not None else options.pop("url"), **options)
+        config = make_config(config if config is not None else options.pop("url", None),
+                             **options)
     interrupt = Interrupt()
     return uvloop.run(_run_with_signals(config, progress, interrupt))
 

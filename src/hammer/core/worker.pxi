@@ -623,7 +623,16 @@ cdef bint connected_ok(Conn *c) noexcept nogil:
     return err == 0
 
 
+cdef bint has_draining(Worker *w) noexcept nogil:
+    cdef int32_t i
+    for i in range(w.n_conns):
+        if w.conns[i].state == CS_DRAINING:
+            return True
+    return False
+
+
 cdef void worker_run(Worker *w) noexcept nogil:
+    cdef int64_t drain_until
     cdef epoll_event events[MAX_EVENTS]
     cdef timespec ts
     cdef int n, k
@@ -709,7 +718,17 @@ cdef void worker_run(Worker *w) noexcept nogil:
                     continue
             if (ev & EPOLLOUT) and c.state == CS_BUSY and c.wpos < c.wlen:
                 conn_send(w, c)
-    # leave: close every socket
+    # connections that asked the server to close: give its FIN a moment (so it closes
+    # first and keeps the TIME_WAIT), then close every socket
+    drain_until = clock_ns() + 200000000
+    while has_draining(w) and clock_ns() < drain_until:
+        ts.tv_sec = 0
+        ts.tv_nsec = 10000000
+        n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+        for k in range(n):
+            c = &w.conns[<uint32_t>events[k].data.u64]
+            if <uint32_t>(events[k].data.u64 >> 32) == c.gen and c.state == CS_DRAINING:
+                conn_readable(w, c)
     for i in range(w.n_conns):
         if w.conns[i].fd >= 0:
             close(w.conns[i].fd)

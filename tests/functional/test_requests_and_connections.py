@@ -1,0 +1,140 @@
+"""Many targets, connection control and Unix sockets, counted by nginx's access log."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hammer
+from hammer.metrics import Report
+
+
+def check_invariant(report: Report) -> None:
+    c = report.counts
+    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
+    assert c.completed == c.ok + c.http_error
+
+
+def write_targets(path: Path, url: str, paths: list[str]) -> str:
+    path.write_text("".join(f"GET {url.rstrip('/')}{p}\nX-Path: {p}\n\n" for p in paths))
+    return str(path)
+
+
+def test_targets_round_robin_with_breakdown(nginx: Any, tmp_path: Path) -> None:
+    server = nginx(extra_locations="location = /missing { return 404; }")
+    targets = write_targets(tmp_path / "t", server.url, ["/a", "/b", "/missing"])
+    report = hammer.run(None, targets=targets, rate=300, duration="1s", connections=8)
+    check_invariant(report)
+    assert report.counts.scheduled == 300
+    served = collections.Counter(e.path for e in server.access_log_entries())
+    server.requests_served(wait_for=300)
+    served = collections.Counter(e.path for e in server.access_log_entries())
+    assert served == {"/a": 100, "/b": 100, "/missing": 100}
+    assert [(t["url"].rsplit("/", 1)[1], t["sent"], t["ok"], t["http_error"])
+            for t in report.targets] == [("a", 100, 100, 0), ("b", 100, 100, 0),
+                                         ("missing", 100, 0, 100)]
+    assert report.targets[2]["status"] == {"404": 100}
+    assert report.targets[0]["latency_ms"]["p50"] is not None
+    assert report.to_dict()["targets"] == report.targets
+
+
+def test_random_order_is_seeded(nginx: Any, tmp_path: Path) -> None:
+    server = nginx()
+    targets = write_targets(tmp_path / "t", server.url, ["/a", "/b", "/c", "/d"])
+    counts = []
+    for seed in (7, 7):
+        report = hammer.run(None, targets=targets, random_order=True, seed=seed,
+                            connections=1, requests=400)
+        check_invariant(report)
+        counts.append([t["sent"] for t in report.targets])
+    assert counts[0] == counts[1]          # the same seed, the same choices
+    assert sum(counts[0]) == 400
+    assert all(40 < n < 160 for n in counts[0])  # random, not round-robin nor one target
+    assert counts[0] != [100, 100, 100, 100]
+
+
+def time_wait_sockets(port: int) -> tuple[int, int]:
+    """(client side, server side) sockets in TIME_WAIT for connections to/from port."""
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True,
+                         text=True, check=True).stdout
+    client = server = 0
+    for line in out.splitlines():
+        fields = line.split()
+        local, peer = fields[-2], fields[-1]
+        if peer.endswith(f":{port}"):
+            client += 1
+        elif local.endswith(f":{port}"):
+            server += 1
+    return client, server
+
+
+def test_disable_keepalive_new_connection_per_request_server_closes_first(nginx: Any
+                                                                          ) -> None:
+    server = nginx()
+    report = hammer.run(server.url, rate=400, duration="500ms", connections=16,
+                        disable_keepalive=True)
+    check_invariant(report)
+    assert report.counts.ok == 200
+    assert report.errors == {}
+    assert report.counts.late == 0
+    server.requests_served(wait_for=200)
+    entries = server.access_log_entries()
+    assert len({e.connection for e in entries}) == 200  # one connection per request
+    assert all(e.connection_requests == 1 for e in entries)
+    client_tw, server_tw = time_wait_sockets(server.port)
+    assert client_tw == 0  # the server closed first, every time
+    assert server_tw >= 200
+
+
+def test_max_requests_per_connection(nginx: Any) -> None:
+    server = nginx()
+    report = hammer.run(server.url, connections=4, requests=1000, max_requests_per_conn=10)
+    check_invariant(report)
+    assert report.counts.ok == 1000
+    server.requests_served(wait_for=1000)
+    per_conn = collections.Counter(e.connection for e in server.access_log_entries())
+    # every connection carries 10, but the last few, cut short when the run ends
+    assert max(per_conn.values()) == 10
+    assert sum(1 for n in per_conn.values() if n < 10) <= 4
+    assert len(per_conn) <= 100 + 4
+    # only the connections still open when the run ended were closed by hammer
+    assert time_wait_sockets(server.port)[0] <= 8  # of 100 connections
+
+
+def test_unix_socket_target(nginx: Any) -> None:
+    server = nginx()
+    report = hammer.run("http://localhost/via-unix", unix_socket=server.unix_socket,
+                        connections=2, requests=50)
+    check_invariant(report)
+    assert report.counts.ok == 50
+    server.requests_served(wait_for=50)
+    assert {e.path for e in server.access_log_entries()} == {"/via-unix"}
+
+
+def test_connect_timeout_is_its_own_class() -> None:
+    # a listener whose accept queue is full: further SYNs are dropped, connects hang
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        report = hammer.run(f"http://127.0.0.1:{port}/", connections=2, requests=2,
+                            connect_timeout="300ms", timeout="5s")
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+    check_invariant(report)
+    assert report.errors == {"connect_timeout": 2}
