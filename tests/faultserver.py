@@ -34,6 +34,9 @@ Modes (``events`` key in brackets):
 ``accept_close``
     Accept and close at once, never reading [``closed_at_accept``]. The client sees
     EOF (or RST, when its request already arrived) before any response byte.
+``no_response``
+    Read the request, then close the connection (FIN) without writing a byte
+    [``no_response``].
 ``close_after:N``
     Keep-alive ``200`` responses, but close the connection right after the N-th one on
     it, without ``Connection: close`` [``closed_after``]: a silent close. A request the
@@ -98,8 +101,8 @@ LOCALHOST = "127.0.0.1"
 SCRIPT = Path(__file__).resolve()
 
 MODES = (
-    "ok", "accept_close", "close_after", "reset_mid", "truncated", "malformed_status",
-    "malformed_header", "cl_and_te", "bad_chunk", "huge_headers", "interim",
+    "ok", "accept_close", "no_response", "close_after", "reset_mid", "truncated",
+    "malformed_status", "malformed_header", "cl_and_te", "bad_chunk", "huge_headers", "interim",
     "close_delimited", "drip", "stall", "stall_some",
 )
 # modes that take a parameter after a colon, and its type
@@ -275,6 +278,9 @@ class FaultHandler:
                 self.stats.event("closed_after")
                 return False
             return True
+        if mode == "no_response":
+            self.stats.event(mode)
+            return False
         if mode in CANNED:
             self.stats.event(mode)
             return peer.send(CANNED[mode])

@@ -52,7 +52,9 @@ def main() -> None:
 @main.command()
 @click.argument("url", required=False)
 @click.option("-r", "--rate", "rate", metavar="R",
-              help="Open loop at R requests/s (also N/s, N/m, N/h, 0.5, 2k). Omit: closed loop.")
+              help="Open loop at R requests/s (also N/s, N/m, N/h, 0.5, 2k), or a profile: "
+                   "1000@30s,2000@30s  ramp:0->5000@60s  sine:mean=2000,amp=1000,period=30s. "
+                   "Omit: closed loop.")
 @click.option("-c", "--connections", default=None, metavar="N",
               help="Keep-alive connections in total (default 64 open loop, 10 closed loop).")
 @click.option("-t", "--threads", default="1", show_default=True, metavar="N",
@@ -80,6 +82,10 @@ def main() -> None:
 @click.option("--random", "random_order", is_flag=True,
               help="Pick targets at random (seeded) instead of round-robin.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed for --random.")
+@click.option("--arrivals", default="uniform", show_default=True,
+              type=click.Choice(["uniform", "poisson"]),
+              help="Open loop: evenly spaced sends, or Poisson arrivals (exponential gaps, "
+                   "--seed) at --rate.")
 @click.option("--disable-keepalive", is_flag=True,
               help="A new connection per request (Connection: close; the server closes "
                    "first, so the client does not hold ports in TIME_WAIT).")
@@ -96,7 +102,7 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
         duration: str | None, requests: str | None, timeout: str, spin: str, method: str,
         headers: tuple[str, ...], body: str | None, body_file: str | None,
         targets: str | None, targets_format: str, random_order: bool, seed: int,
-        disable_keepalive: bool, max_requests_per_conn: str | None,
+        arrivals: str, disable_keepalive: bool, max_requests_per_conn: str | None,
         connect_timeout: str | None, unix_socket: str | None,
         json_path: str | None, quiet: bool) -> None:
     """Send load to URL and report what happened.
@@ -115,7 +121,7 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
             targets=targets, targets_format=targets_format, random_order=random_order,
             seed=seed, disable_keepalive=disable_keepalive,
             max_requests_per_conn=max_requests_per_conn, connect_timeout=connect_timeout,
-            unix_socket=unix_socket,
+            unix_socket=unix_socket, arrivals=arrivals,
         )
 
     demo = url is None and targets is None

@@ -99,6 +99,8 @@ class RunConfig:
     max_requests_per_conn: int = 0       # 0: no cap; 1: a new connection per request
     connect_timeout_ns: int | None = None  # None: the request timeout
     unix_socket: str | None = None
+    rate_profile: pacer.RateProfile | None = None   # fitted to the run's duration
+    arrivals: str = "uniform"                         # or "poisson"
 
     @property
     def keepalive(self) -> bool:
@@ -117,7 +119,9 @@ class RunConfig:
         if self.rate_rps is None:
             raise ValueError("closed loop has no schedule")
         candidates = []
-        if self.duration_ns is not None:
+        if self.rate_profile is not None:
+            candidates.append(self.rate_profile.slots())
+        elif self.duration_ns is not None:
             candidates.append(pacer.slots_within(self.duration_ns, self.rate_rps))
         if self.requests is not None:
             candidates.append(self.requests)
@@ -310,14 +314,27 @@ def make_config(
     max_requests_per_conn: str | int | None = None,
     connect_timeout: str | float | int | None = None,
     unix_socket: str | None = None,
+    arrivals: str = "uniform",
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
-    rate_rps = _as_rate(rate)
+    profile = None
+    if isinstance(rate, str) and pacer.is_profile(rate):
+        try:
+            profile = pacer.parse_profile(rate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        rate_rps = None
+    else:
+        rate_rps = _as_rate(rate)
+    if arrivals not in ("uniform", "poisson"):
+        raise ConfigError(f"unknown arrivals {arrivals!r} (use uniform or poisson)")
+    if arrivals == "poisson" and rate_rps is None:
+        raise ConfigError("--arrivals poisson needs a constant --rate")
     n_threads = _as_count(threads, "threads") or 1
     n_conns = _as_count(connections, "connections")
     if n_conns is None:
-        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps is not None
+        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps is not None or profile
                       else DEFAULT_CLOSED_CONNECTIONS,
                       n_threads)
     if n_threads > MAX_THREADS:
@@ -330,6 +347,16 @@ def make_config(
             "each thread needs one")
     duration_ns = _as_ns(duration, "duration")
     n_requests = _as_count(requests, "requests")
+    if profile is not None:
+        if duration_ns is None:
+            duration_ns = (round(profile.duration_s * units.NS_PER_S) if profile.duration_s
+                           else DEFAULT_DURATION_NS)
+        profile = profile.fitted(duration_ns / units.NS_PER_S)
+        if profile.slots() < 1:
+            raise ConfigError(f"rate profile {profile.text!r} schedules no request")
+        # the mean rate: what reports show as the target
+        rate_rps = Fraction(profile.slots() * units.NS_PER_S, duration_ns).limit_denominator(
+            10**6)
     if duration_ns is None and n_requests is None:
         duration_ns = DEFAULT_DURATION_NS
     timeout_ns = _as_ns(timeout, "timeout")
@@ -417,6 +444,8 @@ def make_config(
         max_requests_per_conn=per_conn,
         connect_timeout_ns=connect_timeout_ns,
         unix_socket=unix_socket,
+        rate_profile=profile,
+        arrivals=arrivals,
     )
 
 

@@ -6,6 +6,7 @@ report contract of DESIGN.md section 4. Reporters only format.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ class Report:
     bytes_received: int
     ring_full_waits: int = 0
     targets: list[dict[str, Any]] = field(default_factory=list)
+    time_series: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -86,6 +88,8 @@ class Report:
             "rate": {
                 "target_rps": float(cfg.rate_rps) if cfg.rate_rps is not None else None,
                 "achieved_rps": round(self.achieved_rps, 3),
+                "profile": cfg.rate_profile.text if cfg.rate_profile is not None else None,
+                "arrivals": cfg.arrivals if cfg.open_loop else None,
             },
             "throughput_rps": round(self.throughput_rps, 3),
             "counts": {
@@ -105,10 +109,42 @@ class Report:
             "send_lag_ms": dict(self.send_lag_ms),
             "bytes": {"sent": self.bytes_sent, "received": self.bytes_received},
             "targets": [dict(t) for t in self.targets],
+            "time_series": [dict(row) for row in self.time_series],
             "interrupted": self.interrupted,
             "saturated": self.saturation(),
             "notes": list(self.notes),
         }
+
+
+def target_count(config: RunConfig, t0_s: float, t1_s: float) -> float | None:
+    """Requests the schedule wanted in [t0, t1) (None in closed loop)."""
+    if config.rate_profile is not None:
+        return (config.rate_profile.count_within(t1_s)
+                - config.rate_profile.count_within(t0_s))
+    if config.rate_rps is not None:
+        return float(config.rate_rps) * (t1_s - t0_s)
+    return None
+
+
+def time_series(config: RunConfig, rows: list[dict[str, Any]],
+                duration_s: float) -> list[dict[str, Any]]:
+    """Per second of the load phase: target and achieved rate, throughput, errors and
+    latency p50/p99 (a shorter last second is scaled to a rate)."""
+    out = []
+    for i, row in enumerate(rows):
+        span = min(1.0, duration_s - i) if duration_s > i else 1.0
+        span = max(span, 1e-3)
+        wanted = target_count(config, i, i + span)
+        out.append({
+            "t_s": i,
+            "target_rps": round(wanted / span, 3) if wanted is not None else None,
+            "achieved_rps": round(row["sent"] / span, 3),
+            "throughput_rps": round(row["completed"] / span, 3),
+            "errors": row["errors"],
+            "p50_ms": row["p50_ms"],
+            "p99_ms": row["p99_ms"],
+        })
+    return out
 
 
 def build_report(config: RunConfig, engine: Any, duration_s: float,
@@ -143,6 +179,8 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
                                        strict=False)],
         interrupted=interrupted,
     )
+    report.time_series = time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
+                                     duration_s)
     if not counts.balanced():
         report.notes.append(
             f"accounting mismatch (a bug, please report it): scheduled {counts.scheduled} != "

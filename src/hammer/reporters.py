@@ -254,11 +254,45 @@ def render_text(report: Mapping[str, Any]) -> str:
         ],
         sep="   ",
     )
+    lines += _targets_table(report)
+    lines += _time_series_table(report)
     if notes:
         lines.append("")
         for note in notes:
             lines.extend(_wrapped("note: ", note))
     return "\n".join(lines) + "\n"
+
+
+def _targets_table(report: Mapping[str, Any]) -> list[str]:
+    """Per target, when the run had several (a targets file)."""
+    targets = report.get("targets") or []
+    if len(targets) < 2:
+        return []
+    lines = ["", f"  {'target':<44} {'sent':>9} {'ok':>9} {'http err':>9} {'errors':>8}"
+                 f" {'p50 ms':>8} {'p99 ms':>8}"]
+    for t in targets:
+        latency = _mapping(t.get("latency_ms"))
+        name = _shorten(f"{t.get('method', '')} {t.get('url', '')}", 44)
+        lines.append(f"  {name:<44} {_count(t.get('sent')):>9} {_count(t.get('ok')):>9} "
+                     f"{_count(t.get('http_error')):>9} {_count(t.get('error')):>8} "
+                     f"{_ms(latency.get('p50')):>8} {_ms(latency.get('p99')):>8}")
+    return lines
+
+
+def _time_series_table(report: Mapping[str, Any]) -> list[str]:
+    """Second by second, when the rate follows a profile (so a ramp shows)."""
+    rows = report.get("time_series") or []
+    rate = _mapping(report.get("rate"))
+    if not rows or not (rate.get("profile") or rate.get("arrivals") == "poisson"):
+        return []
+    lines = ["", f"  {'second':>6} {'target/s':>10} {'achieved/s':>11} {'throughput/s':>13}"
+                 f" {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}"]
+    for row in rows:
+        lines.append(f"  {row.get('t_s', 0):>6} {_rate(row.get('target_rps')):>10} "
+                     f"{_rate(row.get('achieved_rps')):>11} "
+                     f"{_rate(row.get('throughput_rps')):>13} {_count(row.get('errors')):>7} "
+                     f"{_ms(row.get('p50_ms')):>8} {_ms(row.get('p99_ms')):>8}")
+    return lines
 
 
 def _finite(value: Any) -> Any:

@@ -46,7 +46,20 @@ def _engine_for(config: RunConfig) -> Any:
     from hammer import _core
 
     rate = config.rate_rps
+    profile = config.rate_profile.as_core() if config.rate_profile is not None else None
+    poisson_seed = config.seed if config.arrivals == "poisson" else None
+    n_slots = 0
+    if poisson_seed is not None and rate is not None:
+        # how many arrivals fall within the duration depends on the draws
+        n_slots = config.requests or (1 << 62)
+        if config.duration_ns is not None:
+            n_slots = min(n_slots, _core.poisson_slots_within(
+                rate.numerator, rate.denominator, poisson_seed, config.duration_ns))
+    elif rate is not None:
+        n_slots = config.n_slots()
     return _core.Engine(
+        profile=profile,
+        poisson_seed=poisson_seed,
         host=config.target.address,
         port=config.target.port,
         requests=[(r.keep_alive, r.closing, r.is_head) for r in config.requests_table],
@@ -59,7 +72,7 @@ def _engine_for(config: RunConfig) -> Any:
         connections=config.connections,
         rate_num=rate.numerator if rate is not None else None,
         rate_den=rate.denominator if rate is not None else 1,
-        n_slots=config.n_slots() if rate is not None else 0,
+        n_slots=n_slots,
         duration_ns=config.duration_ns if config.duration_ns is not None else -1,
         max_requests=config.requests if config.requests is not None else -1,
         timeout_ns=config.timeout_ns,

@@ -69,6 +69,8 @@ def fault(mode: str, *classes: str) -> Fault:
 
 
 PER_RESPONSE_FAULTS = [
+    # the request read, the connection closed (FIN) without a byte of response
+    fault("no_response", "closed_before_response"),
     # RST after half a response: whether or not hammer read the half before the RST
     fault("reset_mid", "reset"),
     fault("truncated", "truncated_body"),
@@ -100,14 +102,17 @@ def test_fault_lands_in_its_error_class(fault_server: Any, f: Fault) -> None:
 
 
 def test_accept_close(fault_server: Any) -> None:
-    """The server accepts and closes at once, never reading: EOF (or RST, if the
-    request had already arrived) before any response byte, on a new connection."""
+    """The server accepts and closes at once, never reading. hammer writes its request
+    as soon as the connection is up, which is nearly always before the (Python) server
+    gets to accept and close it: the close with the request unread sends RST (reset).
+    Were the close first, hammer would see EOF before any response byte
+    (closed_before_response)."""
     server = fault_server("accept_close")
     connections = 4
     report = hammer.run(server.url, rate=50, duration="500ms", connections=connections,
                         timeout="500ms")
     check_invariant(report)
-    check_errors(report, {"closed_before_response", "reset"}, "closed_before_response")
+    check_errors(report, {"reset", "closed_before_response"}, "reset")
     c = report.counts
     assert c.scheduled == c.sent == c.error == 25
     assert c.ok == c.unsent == 0
@@ -144,6 +149,7 @@ def test_valid_responses_are_ok(fault_server: Any, mode: str, connections_per_re
     assert report.errors == {}
     assert c.scheduled == c.sent == c.ok == 100
     assert report.status == {"200": 100}
+    assert c.late == 0  # a connection is always free (or opened at once)
     stats = final_stats(server, report)
     check_server_agrees(report, stats)
     assert stats["events"] == {k: n * 100 for k, n in events_per_request.items()}
@@ -241,14 +247,14 @@ def test_stall_on_some_connections_does_not_hold_up_the_others(fault_server: Any
     # half the requests stalled: it shows in the latency ...
     assert (report.latency_ms["max"] or 0) >= stall_s * 1000
     assert (report.latency_ms["p90"] or 0) >= stall_s * 1000 * 0.95
-    # ... but not in the schedule: no send waited for a stalled connection
+    # ... but not in the schedule: no send waited for a stalled connection (that would
+    # show as ~200 ms of send lag). The first 32 requests went out on the connections
+    # opened before the run, each later one on a new connection of its own, opened at
+    # once: none waited for a connection to come free, so none is late.
     lag = report.send_lag_ms
-    assert lag["p99"] is not None and lag["p99"] < 5.0, lag
-    assert lag["max"] is not None and lag["max"] < 20.0, lag
-    # late: hammer counts a request that had to open a new connection (no idle one)
-    # as late. The 32 connections opened before the run carried the first 32 requests;
-    # each later one found them closed by the server and opened its own.
-    assert c.late == c.sent - connections
+    assert lag["p99"] is not None and lag["p99"] < 10.0, lag
+    assert lag["max"] is not None and lag["max"] < stall_s * 1000 / 4, lag
+    assert c.late == 0
 
 
 def test_stall_everywhere_makes_requests_late(fault_server: Any) -> None:

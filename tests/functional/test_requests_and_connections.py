@@ -138,3 +138,33 @@ def test_connect_timeout_is_its_own_class() -> None:
         listener.close()
     check_invariant(report)
     assert report.errors == {"connect_timeout": 2}
+
+
+def test_ramp_profile_counts_and_time_series(nginx: Any) -> None:
+    server = nginx()
+    report = hammer.run(server.url, rate="ramp:0->2000@2s,2000@1s", connections=32)
+    check_invariant(report)
+    assert report.counts.scheduled == report.counts.ok == 2000 + 2000
+    assert server.requests_served(wait_for=4000) == 4000
+    series = report.to_dict()["time_series"]
+    assert [row["t_s"] for row in series] == [0, 1, 2]
+    assert [row["target_rps"] for row in series] == [500.0, 1500.0, 2000.0]
+    for row in series:
+        assert abs(row["achieved_rps"] - row["target_rps"]) <= 0.05 * row["target_rps"] + 5
+        assert row["errors"] == 0
+        assert row["p50_ms"] is not None
+    assert sum(round(row["achieved_rps"]) for row in series) == 4000
+
+
+def test_poisson_arrivals_are_counted_exactly(nginx: Any) -> None:
+    server = nginx()
+    report = hammer.run(server.url, rate=500, arrivals="poisson", seed=5, duration="2s",
+                        connections=32)
+    check_invariant(report)
+    n = report.counts.scheduled
+    assert 850 < n < 1150  # about 1,000 arrivals in 2 s at 500/s
+    assert report.counts.ok == n
+    assert server.requests_served(wait_for=n) == n
+    again = hammer.run(server.url, rate=500, arrivals="poisson", seed=5, duration="2s",
+                       connections=32)
+    assert again.counts.scheduled == n  # the same seed, the same schedule

@@ -31,6 +31,14 @@ cdef enum:
 
 cdef enum:
     MAX_TARGET_BREAKDOWN = 1024     # targets with their own status counts and histogram
+    MAX_SECONDS = 86400             # the per-second time series covers a day at most
+
+
+cdef struct SecondStats:
+    int64_t sent                    # written during this second
+    int64_t completed               # responses completed during this second
+    int64_t errors                  # requests that failed during this second
+    Hist latency                    # corrected latency of those completions (2 digits)
 
 
 cdef struct TargetStats:
@@ -55,6 +63,9 @@ cdef class Aggregator:
     cdef int64_t error_counts[ERR_COUNT]
     cdef TargetStats *targets
     cdef int32_t n_targets                   # with a breakdown (0: a single target)
+    cdef SecondStats *seconds
+    cdef int32_t n_seconds                   # allocated
+    cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
 
     def __cinit__(self, int n_targets=1):
         cdef int32_t i
@@ -65,6 +76,9 @@ cdef class Aggregator:
         memset(self.error_counts, 0, sizeof(self.error_counts))
         self.targets = NULL
         self.n_targets = 0
+        self.seconds = NULL
+        self.n_seconds = 0
+        self.start_ns = 0
         if n_targets > 1:
             self.n_targets = min(n_targets, MAX_TARGET_BREAKDOWN)
             self.targets = <TargetStats *>calloc(self.n_targets, sizeof(TargetStats))
@@ -79,14 +93,46 @@ cdef class Aggregator:
 
     def __dealloc__(self):
         cdef int32_t i
+        for i in range(self.n_seconds):
+            hist_free(&self.seconds[i].latency)
+        free(self.seconds)
         if self.targets != NULL:
             for i in range(self.n_targets):
                 free(self.targets[i].status_counts)
                 hist_free(&self.targets[i].latency)
             free(self.targets)
 
+    cdef SecondStats *second(self, int64_t ts) noexcept nogil:
+        """The stats of the second holding ts (NULL before the start or past a day)."""
+        cdef int64_t i
+        cdef int32_t grown, j
+        cdef SecondStats *more
+        if self.start_ns == 0 or ts < self.start_ns:
+            return NULL
+        i = (ts - self.start_ns) // 1000000000
+        if i >= MAX_SECONDS:
+            return NULL
+        if i >= self.n_seconds:
+            grown = self.n_seconds * 2 if self.n_seconds else 64
+            while grown <= i:
+                grown *= 2
+            if grown > MAX_SECONDS:
+                grown = MAX_SECONDS
+            more = <SecondStats *>realloc(self.seconds, grown * sizeof(SecondStats))
+            if more == NULL:
+                return NULL
+            self.seconds = more
+            for j in range(self.n_seconds, grown):
+                memset(&self.seconds[j], 0, sizeof(SecondStats))
+                if hist_init(&self.seconds[j].latency, HIST_HIGHEST, 2) != 0:
+                    self.n_seconds = j
+                    return NULL
+            self.n_seconds = grown
+        return &self.seconds[i]
+
     cdef void record(self, const Result *r) noexcept nogil:
         cdef TargetStats *t = NULL
+        cdef SecondStats *sec
         cdef int32_t status
         if r.target < self.n_targets:
             t = &self.targets[r.target]
@@ -96,14 +142,23 @@ cdef class Aggregator:
             hist_record(&self.send_lag.h, r.write_ns - r.intended_ns)
             if t != NULL:
                 t.sent += 1
+            sec = self.second(r.write_ns)
+            if sec != NULL:
+                sec.sent += 1
         if r.late:
             self.late += 1
+        sec = self.second(r.done_ns)
         if r.error != ERR_NONE:
             self.errors += 1
             self.error_counts[r.error] += 1
             if t != NULL:
                 t.errors += 1
+            if sec != NULL:
+                sec.errors += 1
             return
+        if sec != NULL:
+            sec.completed += 1
+            hist_record(&sec.latency, r.done_ns - r.intended_ns)
         status = r.status if 0 < r.status < STATUS_SLOTS else 0
         self.completed += 1
         if 200 <= r.status < 400:
@@ -141,6 +196,26 @@ cdef class Aggregator:
         cdef int i
         return {ERROR_NAMES[i]: self.error_counts[i] for i in range(1, ERR_COUNT)
                 if self.error_counts[i]}
+
+    def time_series(self, int64_t seconds) -> list:
+        """Per second of the run (0 .. seconds-1): sent, completed, errors and the
+        corrected latency p50/p99 (ms) of that second's completions."""
+        cdef int64_t i
+        cdef SecondStats *sec
+        out = []
+        for i in range(min(seconds, MAX_SECONDS)):
+            if i < self.n_seconds:
+                sec = &self.seconds[i]
+                has = sec.latency.total_count > 0
+                out.append({
+                    "sent": sec.sent, "completed": sec.completed, "errors": sec.errors,
+                    "p50_ms": hist_value_at_percentile(&sec.latency, 50.0) / 1e6 if has else None,
+                    "p99_ms": hist_value_at_percentile(&sec.latency, 99.0) / 1e6 if has else None,
+                })
+            else:
+                out.append({"sent": 0, "completed": 0, "errors": 0, "p50_ms": None,
+                            "p99_ms": None})
+        return out
 
     def target_breakdown(self) -> list:
         """Per target (in the run's order, up to MAX_TARGET_BREAKDOWN): sent, completed,
@@ -189,9 +264,12 @@ cdef class Engine:
                  int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
                  int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
-                 str unix_path=None, int ring_capacity=1 << 17):
+                 str unix_path=None, object profile=None, object poisson_seed=None,
+                 int ring_capacity=1 << 17):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
-        rate_num/rate_den: requests per second as a fraction (None: closed loop).
+        rate_num/rate_den: requests per second as a fraction (None: closed loop);
+        profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
+        poisson_seed: Poisson arrivals at rate_num/rate_den.
         n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none.
         max_per_conn: requests per connection, the last asking the server to close
         (1: a new connection per request; 0: no cap). unix_path: connect there instead."""
@@ -234,15 +312,14 @@ cdef class Engine:
             w = &self.workers[i]
             w.index = i
             w.epfd = -1
-            w.open_loop = rate_num is not None
+            w.open_loop = rate_num is not None or profile is not None
             if w.open_loop:
                 # slots are dealt round-robin: worker i sends i, i+T, i+2T, ... so the
                 # merged stream stays evenly spaced
                 w.first_slot = i
                 w.slot_stride = threads
                 w.n_local_slots = (n_slots - i + threads - 1) // threads if n_slots > i else 0
-                w.pacer.period_num = <int64_t>int(rate_den) * 1000000000
-                w.pacer.period_den = <int64_t>int(rate_num)
+                pacer_setup(&w.pacer, rate_num, rate_den, profile, poisson_seed)
             w.duration_ns = duration_ns
             w.timeout_ns = timeout_ns
             w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
@@ -318,6 +395,7 @@ cdef class Engine:
         """Release the workers: slot 0 is due at start_ns (CLOCK_MONOTONIC)."""
         cdef int32_t i
         self.start_ns = start_ns
+        self.aggregator.start_ns = start_ns
         for i in range(self.n_workers):
             self.workers[i].pacer.start_ns = start_ns
         hm_store_release(&self.go, 1)

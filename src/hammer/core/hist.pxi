@@ -140,7 +140,8 @@ cdef void hist_add(Hist *dst, const Hist *src) noexcept nogil:
             dst.max_value = src.max_value
 
 
-HIST_HIGHEST_NS = 3_600_000_000_000  # one hour
+cdef int64_t HIST_HIGHEST = 3600000000000LL  # one hour, in ns
+HIST_HIGHEST_NS = HIST_HIGHEST
 HIST_SIGNIFICANT_FIGURES = 3
 
 
