@@ -74,6 +74,8 @@ def time_wait_sockets(port: int) -> tuple[int, int]:
 def test_disable_keepalive_new_connection_per_request_server_closes_first(nginx: Any
                                                                           ) -> None:
     server = nginx()
+    # a port can be reused from an earlier test whose sockets linger in TIME_WAIT
+    client_tw_before, _ = time_wait_sockets(server.port)
     report = hammer.run(server.url, rate=400, duration="500ms", connections=16,
                         disable_keepalive=True)
     check_invariant(report)
@@ -85,12 +87,13 @@ def test_disable_keepalive_new_connection_per_request_server_closes_first(nginx:
     assert len({e.connection for e in entries}) == 200  # one connection per request
     assert all(e.connection_requests == 1 for e in entries)
     client_tw, server_tw = time_wait_sockets(server.port)
-    assert client_tw == 0  # the server closed first, every time
+    assert client_tw - client_tw_before <= 0  # the server closed first, every time
     assert server_tw >= 200
 
 
 def test_max_requests_per_connection(nginx: Any) -> None:
     server = nginx()
+    client_tw_before, _ = time_wait_sockets(server.port)
     report = hammer.run(server.url, connections=4, requests=1000, max_requests_per_conn=10)
     check_invariant(report)
     assert report.counts.ok == 1000
@@ -101,7 +104,7 @@ def test_max_requests_per_connection(nginx: Any) -> None:
     assert sum(1 for n in per_conn.values() if n < 10) <= 4
     assert len(per_conn) <= 100 + 4
     # only the connections still open when the run ended were closed by hammer
-    assert time_wait_sockets(server.port)[0] <= 8  # of 100 connections
+    assert time_wait_sockets(server.port)[0] - client_tw_before <= 8  # of 100 connections
 
 
 def test_unix_socket_target(nginx: Any) -> None:
