@@ -8,6 +8,7 @@ extensions = [
         "hammer._core",
         ["src/hammer/_core.pyx"],
         include_dirs=["src/hammer/includes"],
+        libraries=["ssl", "crypto"],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
 ]

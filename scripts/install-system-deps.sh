@@ -13,6 +13,7 @@ missing=()
 have nginx || missing+=(nginx-light)
 have make || missing+=(make)
 have gcc || missing+=(gcc)
+[ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)   # TLS in the core
 python3 - <<'PY' || missing+=(python3-dev)
 import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)

@@ -20,6 +20,7 @@ if _TESTS_DIR not in sys.path:
 
 from servers import (  # noqa: E402
     NginxServer,
+    PkiFiles,
     TargetServerProcess,
     find_nginx,
     free_port,
@@ -92,10 +93,12 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
         pytest.skip("nginx is not installed")
     started: list[NginxServer] = []
 
-    def factory(workers: int = 1, extra_locations: str = "") -> NginxServer:
+    def factory(workers: int = 1, extra_locations: str = "", tls: PkiFiles | None = None,
+                client_auth: bool = False) -> NginxServer:
         assert nginx_bin is not None
         prefix = tmp_path_factory.mktemp("nginx")
-        server = start_nginx(nginx_bin, prefix, workers=workers, extra_locations=extra_locations)
+        server = start_nginx(nginx_bin, prefix, workers=workers, extra_locations=extra_locations,
+                             tls=tls, client_auth=client_auth)
         started.append(server)
         return server
 
@@ -147,3 +150,11 @@ def fault_server(
             failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
     if failures:
         pytest.fail("fault server did not stop cleanly: " + "; ".join(failures))
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    """CAs and certificates made for the tests (see servers.PkiFiles)."""
+    from servers import make_test_pki
+
+    return make_test_pki(tmp_path_factory.mktemp("pki"))

@@ -270,7 +270,22 @@ http {{
         }}
 {extra_locations}
     }}
+{tls_server}
 }}
+"""
+
+_NGINX_TLS_SERVER = """
+    server {{
+        listen {host}:{port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache shared:TLS:1m;
+        {client_auth}
+        location / {{
+            return 200 "hello\\n";
+        }}
+    }}
 """
 
 
@@ -314,6 +329,8 @@ class NginxServer:
         self.url = f"http://{LOCALHOST}:{port}/"
         self.prefix = prefix
         self.unix_socket = str(prefix / "nginx.sock")  # the same server, on a Unix socket
+        self.tls_port: int | None = None   # a second server with TLS (start_nginx(tls=...))
+        self.tls_url: str | None = None
         self.conf_path = prefix / "nginx.conf"
         self.access_log_path = prefix / "access.log"
         self.error_log_path = prefix / "error.log"
@@ -444,7 +461,8 @@ def _children(pid: int) -> list[int]:
 
 def start_nginx(
     nginx_bin: str, prefix: Path, *, workers: int = 1, extra_locations: str = "",
-    attempts: int = 5, timeout: float = 10.0,
+    attempts: int = 5, timeout: float = 10.0, tls: PkiFiles | None = None,
+    client_auth: bool = False,
 ) -> NginxServer:
     """Write a private config under prefix and start nginx on a free 127.0.0.1 port.
 
@@ -460,9 +478,15 @@ def start_nginx(
     last_error = ""
     for _ in range(attempts):
         port = free_port()
+        tls_port = free_port() if tls is not None else None
+        tls_server = "" if tls is None else _NGINX_TLS_SERVER.format(
+            host=LOCALHOST, port=tls_port, cert=tls.server_cert, key=tls.server_key,
+            client_auth=(f"ssl_client_certificate {tls.client_ca}; ssl_verify_client on;"
+                         if client_auth else ""))
         conf = _NGINX_CONF.format(
             workers=workers, user_line=user_line, prefix=prefix, host=LOCALHOST, port=port,
             log_format=NGINX_LOG_FORMAT, extra_locations=extra_locations,
+            tls_server=tls_server,
         )
         conf_path = prefix / "nginx.conf"
         conf_path.write_text(conf)
@@ -475,6 +499,8 @@ def start_nginx(
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         server = NginxServer(proc, port, prefix)
+        server.tls_port = tls_port
+        server.tls_url = f"https://localhost:{tls_port}/" if tls_port else None
         try:
             _wait_nginx_ready(server, timeout)
         except _NginxExited:
@@ -594,3 +620,56 @@ class ArrivalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    """A CA made for the tests, a server certificate it signed (localhost, 127.0.0.1),
+    a second CA nobody trusts with its own server certificate, and a client CA with a
+    client certificate. All PEM files, made with the openssl command."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    untrusted_ca: str
+    untrusted_cert: str
+    untrusted_key: str
+    client_ca: str
+    client_cert: str
+    client_key: str
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _make_ca(d: Path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def _make_leaf(d: Path, name: str, ca: str, ext: str) -> None:
+    (d / f"{name}.ext").write_text(ext)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
+             "-extfile", f"{name}.ext", cwd=d)
+
+
+def make_test_pki(d: Path) -> PkiFiles:
+    d.mkdir(parents=True, exist_ok=True)
+    server_ext = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    for ca in ("test-ca", "untrusted-ca", "client-ca"):
+        _make_ca(d, ca)
+    _make_leaf(d, "server", "test-ca", server_ext)
+    _make_leaf(d, "untrusted", "untrusted-ca", server_ext)
+    _make_leaf(d, "client", "client-ca", "extendedKeyUsage=clientAuth\n")
+    return PkiFiles(
+        ca=str(d / "test-ca.pem"), server_cert=str(d / "server.pem"),
+        server_key=str(d / "server.key"), untrusted_ca=str(d / "untrusted-ca.pem"),
+        untrusted_cert=str(d / "untrusted.pem"), untrusted_key=str(d / "untrusted.key"),
+        client_ca=str(d / "client-ca.pem"), client_cert=str(d / "client.pem"),
+        client_key=str(d / "client.key"))

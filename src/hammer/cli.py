@@ -95,6 +95,15 @@ def main() -> None:
               help="Timeout for establishing a connection (default: --timeout).")
 @click.option("--unix-socket", default=None, metavar="PATH",
               help="Connect to this Unix socket; the URL gives the Host and path.")
+@click.option("--insecure", is_flag=True,
+              help="https: do not verify the server's certificate (a warning is printed).")
+@click.option("--cacert", default=None, metavar="PATH",
+              help="https: trust the CAs in this PEM file instead of the system store.")
+@click.option("--cert", default=None, metavar="PATH", help="https: client certificate (PEM).")
+@click.option("--key", default=None, metavar="PATH",
+              help="https: the client certificate's private key (PEM).")
+@click.option("--sni", default=None, metavar="NAME",
+              help="https: server name to send and verify (default: the URL's host).")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
@@ -103,7 +112,8 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
         headers: tuple[str, ...], body: str | None, body_file: str | None,
         targets: str | None, targets_format: str, random_order: bool, seed: int,
         arrivals: str, disable_keepalive: bool, max_requests_per_conn: str | None,
-        connect_timeout: str | None, unix_socket: str | None,
+        connect_timeout: str | None, unix_socket: str | None, insecure: bool,
+        cacert: str | None, cert: str | None, key: str | None, sni: str | None,
         json_path: str | None, quiet: bool) -> None:
     """Send load to URL and report what happened.
 
@@ -121,7 +131,8 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
             targets=targets, targets_format=targets_format, random_order=random_order,
             seed=seed, disable_keepalive=disable_keepalive,
             max_requests_per_conn=max_requests_per_conn, connect_timeout=connect_timeout,
-            unix_socket=unix_socket, arrivals=arrivals,
+            unix_socket=unix_socket, arrivals=arrivals, insecure=insecure,
+            cacert=cacert, cert=cert, key=key, sni=sni,
         )
 
     demo = url is None and targets is None
@@ -145,6 +156,9 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
             length = f"{duration}" if duration is not None else f"{requests} requests"
             click.echo(f"hammer: no URL given: started the built-in target at {url}; "
                        f"open loop at {rate}/s for {length}", err=True)
+        if insecure:
+            click.echo("hammer: warning: --insecure: TLS certificates are not verified",
+                       err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet)
     except ConfigError as exc:
         _fail_usage(str(exc))

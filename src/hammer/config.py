@@ -66,6 +66,38 @@ class Target:
 
 
 @dataclass(frozen=True)
+class TlsOptions:
+    """TLS for https:// targets. Certificates are verified unless insecure."""
+
+    insecure: bool = False
+    cafile: str | None = None        # trust these CAs instead of the system store
+    certfile: str | None = None      # client certificate (chain), PEM
+    keyfile: str | None = None       # its private key, PEM (default: in certfile)
+    server_name: str | None = None   # SNI and the name verified (default: the URL host)
+
+    def for_core(self, target: Target) -> dict[str, object]:
+        name = self.server_name or target.host
+        is_ip = _is_ip(name)
+        return {
+            "insecure": self.insecure, "cafile": self.cafile, "certfile": self.certfile,
+            "keyfile": self.keyfile,
+            "server_name": None if is_ip else name,   # SNI carries no IP literal
+            "verify_name": None if is_ip else name,
+            "verify_ip": name if is_ip else None,
+        }
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
 class PreparedRequest:
     """One target's request, serialised once: keep-alive, and with `Connection: close`."""
 
@@ -101,6 +133,7 @@ class RunConfig:
     unix_socket: str | None = None
     rate_profile: pacer.RateProfile | None = None   # fitted to the run's duration
     arrivals: str = "uniform"                         # or "poisson"
+    tls: TlsOptions | None = None                     # https:// targets
 
     @property
     def keepalive(self) -> bool:
@@ -147,10 +180,9 @@ def _parse_url(url: str) -> SplitResult:
         parts.port  # noqa: B018 - validates the port
     except ValueError as exc:
         raise ConfigError(f"invalid URL {shown!r}: {exc}") from None
-    if parts.scheme == "https":
-        raise ConfigError(f"unsupported URL {shown!r}: https is not supported yet, use http://")
-    if parts.scheme != "http":
-        raise ConfigError(f"unsupported URL scheme {parts.scheme!r} in {shown!r} (use http://)")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(
+            f"unsupported URL scheme {parts.scheme!r} in {shown!r} (use http:// or https://)")
     if not parts.hostname:
         raise ConfigError(f"invalid URL {shown!r}: no host")
     return parts
@@ -174,7 +206,8 @@ def make_target(url: str, *, resolve: bool = True) -> tuple[Target, tuple[tuple[
     implies (Basic credentials from user:password@)."""
     parts = _parse_url(url)
     host = parts.hostname or ""
-    port = parts.port or 80
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
     # non-ASCII in the path or query goes out percent-encoded (UTF-8), as browsers do
     path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:
@@ -186,7 +219,7 @@ def make_target(url: str, *, resolve: bool = True) -> tuple[Target, tuple[tuple[
         implied = (("Authorization", "Basic " + base64.b64encode(creds).decode()),)
         netloc = netloc.rsplit("@", 1)[1]
     shown_host = f"[{host}]" if ":" in host else host
-    host_header = shown_host if parts.port in (None, 80) else f"{shown_host}:{port}"
+    host_header = shown_host if parts.port in (None, default_port) else f"{shown_host}:{port}"
     redacted = parts._replace(netloc=netloc, fragment="").geturl()
     target = Target(url=redacted, scheme=parts.scheme, host=host, port=port, path=path,
                     address=_resolve(host, port) if resolve else host,
@@ -315,6 +348,11 @@ def make_config(
     connect_timeout: str | float | int | None = None,
     unix_socket: str | None = None,
     arrivals: str = "uniform",
+    insecure: bool = False,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    sni: str | None = None,
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
@@ -425,6 +463,18 @@ def make_config(
                 table.append(_prepare(t, spec_method, spec_headers, spec.body))
             except ConfigError as exc:
                 raise ConfigError(f"{spec.where}: {exc}") from None
+    tls = None
+    if target.scheme == "https":
+        for what, path in (("CA file", cacert), ("certificate", cert), ("key", key)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"cannot read {what} {path!r}: no such file")
+        if key is not None and cert is None:
+            raise ConfigError("--key needs --cert")
+        tls = TlsOptions(insecure=bool(insecure), cafile=cacert, certfile=cert, keyfile=key,
+                         server_name=sni)
+    elif any(v for v in (insecure, cacert, cert, key, sni)):
+        raise ConfigError("TLS options (--insecure, --cacert, --cert, --key, --sni) need an "
+                          "https:// URL")
     return RunConfig(
         target=target,
         method=method,
@@ -446,6 +496,7 @@ def make_config(
         unix_socket=unix_socket,
         rate_profile=profile,
         arrivals=arrivals,
+        tls=tls,
     )
 
 

@@ -48,6 +48,7 @@ class Report:
     ring_full_waits: int = 0
     targets: list[dict[str, Any]] = field(default_factory=list)
     time_series: list[dict[str, Any]] = field(default_factory=list)
+    connection_times: dict[str, Any] = field(default_factory=dict)
     interrupted: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -70,6 +71,18 @@ class Report:
         if self.ring_full_waits:
             reasons.append(f"result ring full {self.ring_full_waits:,} times")
         return reasons
+
+    def _tls_dict(self) -> dict[str, Any] | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        times = self.connection_times
+        return {
+            "verified": not tls.insecure,
+            "handshakes": times.get("tls_handshakes", 0),
+            "resumed": times.get("tls_resumed", 0),
+            "handshake_ms": times.get("tls_ms"),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         cfg = self.config
@@ -108,6 +121,8 @@ class Report:
             "latency_uncorrected_ms": dict(self.latency_uncorrected_ms),
             "send_lag_ms": dict(self.send_lag_ms),
             "bytes": {"sent": self.bytes_sent, "received": self.bytes_received},
+            "connect_ms": self.connection_times.get("connect_ms"),
+            "tls": self._tls_dict(),
             "targets": [dict(t) for t in self.targets],
             "time_series": [dict(row) for row in self.time_series],
             "interrupted": self.interrupted,
@@ -179,6 +194,7 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
                                        strict=False)],
         interrupted=interrupted,
     )
+    report.connection_times = engine.connection_times()
     report.time_series = time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
                                      duration_s)
     if not counts.balanced():

@@ -60,6 +60,7 @@ def _engine_for(config: RunConfig) -> Any:
     return _core.Engine(
         profile=profile,
         poisson_seed=poisson_seed,
+        tls=config.tls.for_core(config.target) if config.tls is not None else None,
         host=config.target.address,
         port=config.target.port,
         requests=[(r.keep_alive, r.closing, r.is_head) for r in config.requests_table],
@@ -88,7 +89,10 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
 
     plan = ensure_nofile(config.connections)
     interrupt = interrupt or Interrupt()
-    engine = _engine_for(config)
+    try:
+        engine = _engine_for(config)
+    except ValueError as exc:  # e.g. a CA file or key OpenSSL cannot load
+        raise ConfigError(str(exc)) from None
     engine.start()
     ready_deadline = time.monotonic() + config.timeout_ns / 1e9 + READY_EXTRA_S
     while not engine.all_ready():
@@ -117,6 +121,8 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     load_end_ns = engine.counters()["load_end_ns"] or _core.monotonic_ns()
     duration_s = max(load_end_ns - start_ns, 0) / 1e9
     report = build_report(config, engine, duration_s, interrupted=interrupt.reason)
+    if config.tls is not None and config.tls.insecure:
+        report.notes.append("TLS certificates were NOT verified (--insecure)")
     if plan.raise_soft_to is not None:
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")

@@ -248,6 +248,8 @@ cdef class Engine:
     cdef uint64_t go
     cdef Request *requests
     cdef int32_t n_requests
+    cdef SSL_CTX *ssl_ctx
+    cdef list tls_names           # keeps the bytes behind the workers' name pointers alive
     cdef list request_objects     # keeps the bytes behind `requests` alive
     cdef object threads
     cdef readonly Aggregator aggregator
@@ -258,6 +260,7 @@ cdef class Engine:
         self.workers = NULL
         self.n_workers = 0
         self.requests = NULL
+        self.ssl_ctx = NULL
 
     def __init__(self, *, str host, int port, list requests, int threads,
                  int connections, object rate_num, object rate_den, int64_t n_slots,
@@ -265,14 +268,16 @@ cdef class Engine:
                  int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
                  str unix_path=None, object profile=None, object poisson_seed=None,
-                 int ring_capacity=1 << 17):
+                 dict tls=None, int ring_capacity=1 << 17):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
         rate_num/rate_den: requests per second as a fraction (None: closed loop);
         profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
         poisson_seed: Poisson arrivals at rate_num/rate_den.
         n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none.
         max_per_conn: requests per connection, the last asking the server to close
-        (1: a new connection per request; 0: no cap). unix_path: connect there instead."""
+        (1: a new connection per request; 0: no cap). unix_path: connect there instead.
+        tls: None for plain HTTP, else {"insecure", "cafile", "certfile", "keyfile",
+        "server_name", "verify_name", "verify_ip"}."""
         cdef int32_t i
         cdef Worker *w
         cdef int64_t per, extra
@@ -303,6 +308,10 @@ cdef class Engine:
             self.requests[i].close_len = len(close_)
             self.requests[i].is_head = bool(is_head)
         self.aggregator = Aggregator(self.n_requests)
+        if tls is not None:
+            self.ssl_ctx = make_ssl_ctx(tls)
+            self.tls_names = [(tls.get(k) or "").encode() or None
+                              for k in ("server_name", "verify_name", "verify_ip")]
         self.threads = []
         self.workers = <Worker *>calloc(threads, sizeof(Worker))
         if self.workers == NULL:
@@ -333,6 +342,15 @@ cdef class Engine:
                 w.request_budget = -1
             w.requests = self.requests
             w.n_targets = self.n_requests
+            if hist_init(&w.connect_hist, HIST_HIGHEST, 3) != 0 or \
+                    hist_init(&w.tls_hist, HIST_HIGHEST, 3) != 0:
+                raise MemoryError()
+            w.ssl_ctx = self.ssl_ctx
+            if self.ssl_ctx != NULL:
+                sni, vname, vip = self.tls_names
+                w.sni = <const char *>sni if sni is not None else NULL
+                w.verify_name = <const char *>vname if vname is not None else NULL
+                w.verify_ip = <const char *>vip if vip is not None else NULL
             w.random_order = random_order
             w.rng = (seed + <uint64_t>i * 0x9E3779B97F4A7C15ULL) | 1
             memcpy(&w.addr, &addr, addrlen)
@@ -364,9 +382,15 @@ cdef class Engine:
                 free(w.conns)
             free(w.rbuf)
             ring_free(&w.ring)
+            hist_free(&w.connect_hist)
+            hist_free(&w.tls_hist)
+            if w.session != NULL:
+                SSL_SESSION_free(w.session)
             if w.epfd >= 0:
                 close(w.epfd)
         free(self.workers)
+        if self.ssl_ctx != NULL:
+            SSL_CTX_free(self.ssl_ctx)
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]
@@ -426,6 +450,20 @@ cdef class Engine:
         for t in self.threads:
             t.join(timeout)
 
+    def connection_times(self) -> dict:
+        """Connect and TLS handshake times (ms summaries), exact once the run ended."""
+        cdef int32_t i
+        cdef Histogram connect = Histogram(), handshake = Histogram()
+        cdef uint64_t handshakes = 0, resumed = 0
+        for i in range(self.n_workers):
+            hist_add(&connect.h, &self.workers[i].connect_hist)
+            hist_add(&handshake.h, &self.workers[i].tls_hist)
+            handshakes += hm_load_relaxed(&self.workers[i].tls_handshakes)
+            resumed += hm_load_relaxed(&self.workers[i].tls_resumed)
+        return {"connect_ms": connect.summary_ms(), "connects_timed": connect.total_count,
+                "tls_ms": handshake.summary_ms(), "tls_handshakes": handshakes,
+                "tls_resumed": resumed}
+
     def counters(self) -> dict:
         """Per-run totals of the worker-side counters (live; exact once finished)."""
         cdef int32_t i
@@ -448,6 +486,47 @@ cdef class Engine:
             "bytes_received": bytes_in, "connects": connects, "ring_full_waits": ring_full,
             "load_end_ns": load_end,
         }
+
+
+def _ssl_error(str what) -> str:
+    cdef char buf[256]
+    cdef unsigned long e = ERR_get_error()
+    if e == 0:
+        return what
+    ERR_error_string_n(e, buf, sizeof(buf))
+    ERR_clear_error()
+    return f"{what}: {buf.decode(errors='replace')}"
+
+
+cdef SSL_CTX *make_ssl_ctx(dict tls) except NULL:
+    """A client context: system trust store (or cafile), verification on unless
+    insecure, client certificate, session cache for resumption."""
+    cdef SSL_CTX *ctx = SSL_CTX_new(TLS_client_method())
+    if ctx == NULL:
+        raise ValueError(_ssl_error("cannot create a TLS context"))
+    try:
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF)
+        SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL)
+        SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_CLIENT, NULL)
+        if tls.get("cafile"):
+            if SSL_CTX_load_verify_locations(ctx, tls["cafile"].encode(), NULL) != 1:
+                raise ValueError(_ssl_error(f"cannot load CA file {tls['cafile']!r}"))
+        elif SSL_CTX_set_default_verify_paths(ctx) != 1:
+            raise ValueError(_ssl_error("cannot load the system trust store"))
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE if tls.get("insecure") else SSL_VERIFY_PEER,
+                           NULL)
+        if tls.get("certfile"):
+            if SSL_CTX_use_certificate_chain_file(ctx, tls["certfile"].encode()) != 1:
+                raise ValueError(_ssl_error(f"cannot load certificate {tls['certfile']!r}"))
+            keyfile = tls.get("keyfile") or tls["certfile"]
+            if SSL_CTX_use_PrivateKey_file(ctx, keyfile.encode(), SSL_FILETYPE_PEM) != 1:
+                raise ValueError(_ssl_error(f"cannot load private key {keyfile!r}"))
+            if SSL_CTX_check_private_key(ctx) != 1:
+                raise ValueError(_ssl_error("the private key does not match the certificate"))
+    except BaseException:
+        SSL_CTX_free(ctx)
+        raise
+    return ctx
 
 
 cdef extern from "<sys/un.h>" nogil:

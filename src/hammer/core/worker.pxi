@@ -16,12 +16,13 @@ cdef enum:  # error classes; names in ERROR_NAMES (same order)
     ERR_HEADERS_TOO_LARGE = 11
     ERR_SOCKET = 12
     ERR_CANCELLED = 13
-    ERR_COUNT = 14
+    ERR_TLS = 14
+    ERR_COUNT = 15
 
 ERROR_NAMES = (
     None, "connect_refused", "connect_error", "connect_timeout", "timeout", "reset",
     "closed_before_response", "keepalive_closed", "truncated_headers", "truncated_body",
-    "protocol_error", "headers_too_large", "socket_error", "cancelled",
+    "protocol_error", "headers_too_large", "socket_error", "cancelled", "tls",
 )
 
 cdef enum:  # connection states
@@ -31,6 +32,7 @@ cdef enum:  # connection states
     CS_BUSY = 3        # a request is being written or its response read
     CS_DRAINING = 4    # after a `Connection: close` exchange: waiting for the server's FIN,
                        # so the server closes first and holds the TIME_WAIT, not us
+    CS_HANDSHAKE = 5   # TCP connected, TLS handshake under way
 
 cdef enum:  # stop levels, set by the control plane
     STOP_NONE = 0
@@ -77,6 +79,9 @@ cdef struct Conn:
     char *carry
     uint32_t carry_len
     uint32_t carry_cap
+    SSL *ssl                 # NULL: plain TCP
+    int64_t connect_start_ns
+    int64_t tls_start_ns
 
 
 cdef struct Worker:
@@ -100,6 +105,15 @@ cdef struct Worker:
     sockaddr_storage addr
     socklen_t addrlen
     int32_t family
+    SSL_CTX *ssl_ctx             # NULL: plain HTTP
+    const char *sni              # server name sent in the handshake (NULL: none)
+    const char *verify_name      # host name to verify (NULL: verify_ip or nothing)
+    const char *verify_ip        # IP literal to verify against the certificate
+    SSL_SESSION *session         # the last session, offered on new connections
+    Hist connect_hist            # TCP connect times, ns
+    Hist tls_hist                # TLS handshake times, ns
+    uint64_t tls_handshakes
+    uint64_t tls_resumed
     int32_t n_conns
     uint64_t *stop_level
     uint64_t *go                  # 0 until the engine sets start_ns
@@ -187,6 +201,9 @@ cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
             w.idle_head = c.next_free
         else:
             unlink_idle(w, c)
+    if c.ssl != NULL:
+        SSL_free(c.ssl)
+        c.ssl = NULL
     if c.fd >= 0:
         close(c.fd)
     c.fd = -1
@@ -247,6 +264,7 @@ cdef int set_mask(Worker *w, Conn *c, uint32_t mask) noexcept nogil:
 cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
     """Write (the rest of) the request on a connected socket."""
     cdef ssize_t n
+    cdef int r
     if c.wpos == 0:
         c.write_ns = clock_ns()
         if c.intended_ns == 0:
@@ -255,13 +273,28 @@ cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
         framer_reset(&c.fr, w.requests[c.target].is_head)
         c.got_bytes = 0
     c.state = CS_BUSY
-    n = send(c.fd, c.wreq + c.wpos, c.wlen - c.wpos, MSG_NOSIGNAL)
-    if n > 0:
-        counter_add(&w.bytes_out, <uint64_t>n)
-        c.wpos += <size_t>n
-    elif n < 0 and errno != EAGAIN and errno != EINTR:
-        fail(w, c, classify_io_errno(c, errno), clock_ns())
-        return
+    if c.ssl != NULL:
+        ERR_clear_error()
+        n = SSL_write(c.ssl, c.wreq + c.wpos, <int>(c.wlen - c.wpos))
+        if n > 0:
+            counter_add(&w.bytes_out, <uint64_t>n)
+            c.wpos += <size_t>n
+        else:
+            r = SSL_get_error(c.ssl, <int>n)
+            if r == SSL_ERROR_SYSCALL:
+                fail(w, c, classify_io_errno(c, errno), clock_ns())
+                return
+            if r != SSL_ERROR_WANT_WRITE and r != SSL_ERROR_WANT_READ:
+                fail(w, c, ERR_TLS, clock_ns())
+                return
+    else:
+        n = send(c.fd, c.wreq + c.wpos, c.wlen - c.wpos, MSG_NOSIGNAL)
+        if n > 0:
+            counter_add(&w.bytes_out, <uint64_t>n)
+            c.wpos += <size_t>n
+        elif n < 0 and errno != EAGAIN and errno != EINTR:
+            fail(w, c, classify_io_errno(c, errno), clock_ns())
+            return
     if c.wpos < c.wlen:
         set_mask(w, c, EPOLLIN | EPOLLOUT)  # wait until writable
     elif c.epoll_mask != EPOLLIN:
@@ -279,6 +312,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.served = 0
     c.got_bytes = 0
     c.deadline_ns = now + w.connect_timeout_ns
+    c.connect_start_ns = now
     if c.fd < 0:
         c.state = CS_CLOSED
         fail(w, c, ERR_CONNECT_ERROR, now)
@@ -299,6 +333,53 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
         fail(w, c, ERR_SOCKET, now)
 
 
+cdef void tls_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    c.ssl = SSL_new(w.ssl_ctx)
+    if c.ssl == NULL or SSL_set_fd(c.ssl, c.fd) != 1:
+        fail(w, c, ERR_TLS, now)
+        return
+    if w.sni != NULL:
+        SSL_ctrl(c.ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                 <void *>w.sni)
+    if w.verify_name != NULL:
+        SSL_set1_host(c.ssl, w.verify_name)
+    elif w.verify_ip != NULL:
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), w.verify_ip)
+    if w.session != NULL:
+        SSL_set_session(c.ssl, w.session)  # resumption: no full handshake
+    c.state = CS_HANDSHAKE
+    c.tls_start_ns = now
+    tls_step(w, c)
+
+
+cdef void tls_step(Worker *w, Conn *c) noexcept nogil:
+    """Drive the handshake; on completion the connection is ready."""
+    cdef int r, e
+    cdef int64_t now
+    ERR_clear_error()
+    r = SSL_connect(c.ssl)
+    now = clock_ns()
+    if r == 1:
+        hist_record(&w.tls_hist, now - c.tls_start_ns)
+        counter_add(&w.tls_handshakes, 1)
+        if SSL_session_reused(c.ssl):
+            counter_add(&w.tls_resumed, 1)
+        else:
+            if w.session != NULL:
+                SSL_SESSION_free(w.session)
+            w.session = SSL_get1_session(c.ssl)
+        set_mask(w, c, EPOLLIN)
+        conn_ready(w, c, now)
+        return
+    e = SSL_get_error(c.ssl, r)
+    if e == SSL_ERROR_WANT_READ:
+        set_mask(w, c, EPOLLIN)
+    elif e == SSL_ERROR_WANT_WRITE:
+        set_mask(w, c, EPOLLOUT)
+    else:
+        fail(w, c, ERR_TLS, now)
+
+
 cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
     cdef int err = 0
     cdef socklen_t len_ = sizeof(err)
@@ -306,7 +387,16 @@ cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
     if err != 0:
         fail(w, c, classify_connect_errno(err), now)
         return
+    hist_record(&w.connect_hist, now - c.connect_start_ns)
+    if w.ssl_ctx != NULL:
+        tls_start(w, c, now)
+        return
     set_mask(w, c, EPOLLIN)
+    conn_ready(w, c, now)
+
+
+cdef void conn_ready(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """Connected (and through the TLS handshake): send the waiting request, or idle."""
     if c.has_request:
         c.wpos = 0
         conn_send(w, c)
@@ -458,6 +548,32 @@ cdef void save_carry(Worker *w, Conn *c, const char *p, size_t n) noexcept nogil
     c.carry_len = <uint32_t>n
 
 
+cdef ssize_t tls_recv(Worker *w, Conn *c, size_t off) noexcept nogil:
+    """Read decrypted bytes into rbuf[off:]: what the TLS records hold now. Like read():
+    > 0 bytes, 0 at end of stream, -1 with errno, -2 a TLS error, -3 nothing yet."""
+    cdef ssize_t total = 0
+    cdef int r, e
+    while off + <size_t>total < RBUF_BYTES:
+        ERR_clear_error()
+        r = SSL_read(c.ssl, w.rbuf + off + total, <int>(RBUF_BYTES - off - <size_t>total))
+        if r > 0:
+            total += r
+            continue
+        e = SSL_get_error(c.ssl, r)
+        if e == SSL_ERROR_WANT_READ or e == SSL_ERROR_WANT_WRITE:
+            return total if total > 0 else -3
+        if total > 0:
+            return total  # report the bytes; the end or error shows on the next read
+        if e == SSL_ERROR_ZERO_RETURN:
+            return 0
+        if e == SSL_ERROR_SYSCALL:
+            if errno == 0:
+                return 0
+            return -1
+        return -2
+    return total
+
+
 cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
     cdef size_t off = 0, pos = 0, used
     cdef ssize_t n
@@ -468,10 +584,16 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
         memcpy(w.rbuf, c.carry, c.carry_len)
         off = c.carry_len
         c.carry_len = 0
-    n = read(c.fd, w.rbuf + off, RBUF_BYTES - off)
+    if c.ssl != NULL:
+        n = tls_recv(w, c, off)
+    else:
+        n = read(c.fd, w.rbuf + off, RBUF_BYTES - off)
     now = clock_ns()
+    if n == -2:
+        fail(w, c, ERR_TLS, now)
+        return
     if n < 0:
-        if errno == EAGAIN or errno == EINTR:
+        if n == -3 or errno == EAGAIN or errno == EINTR:
             if off:
                 save_carry(w, c, w.rbuf, off)
             return
@@ -522,11 +644,12 @@ cdef void sweep(Worker *w, int64_t now) noexcept nogil:
     for i in range(w.n_conns):
         c = &w.conns[i]
         if c.has_request and now >= c.deadline_ns:
-            if c.state == CS_CONNECTING:
+            if c.state == CS_CONNECTING or c.state == CS_HANDSHAKE:
                 fail(w, c, ERR_CONNECT_TIMEOUT, now)
             else:
                 fail(w, c, ERR_TIMEOUT, now)
-        elif c.state == CS_CONNECTING and not c.has_request and now >= c.deadline_ns:
+        elif ((c.state == CS_CONNECTING or c.state == CS_HANDSHAKE) and not c.has_request
+              and now >= c.deadline_ns):
             conn_close(w, c)
         elif c.state == CS_DRAINING and now >= c.deadline_ns:
             conn_close(w, c)  # the server never closed: close from our side
@@ -605,22 +728,16 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
         now = clock_ns()
         for k in range(n):
             c = &w.conns[<uint32_t>events[k].data.u64]
-            if <uint32_t>(events[k].data.u64 >> 32) != c.gen or c.state != CS_CONNECTING:
+            if <uint32_t>(events[k].data.u64 >> 32) != c.gen:
                 continue
-            connecting -= 1
-            if connected_ok(c):
-                set_mask(w, c, EPOLLIN)
-                push_idle(w, c)
-            else:
-                conn_close(w, c)
-
-
-cdef bint connected_ok(Conn *c) noexcept nogil:
-    cdef int err = 0
-    cdef socklen_t len_ = sizeof(err)
-    if getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len_) < 0:
-        return False
-    return err == 0
+            if c.state == CS_CONNECTING:
+                conn_connected(w, c, now)
+            elif c.state == CS_HANDSHAKE:
+                tls_step(w, c)
+        connecting = 0
+        for i in range(w.n_conns):
+            if w.conns[i].state == CS_CONNECTING or w.conns[i].state == CS_HANDSHAKE:
+                connecting += 1
 
 
 cdef bint has_draining(Worker *w) noexcept nogil:
@@ -711,6 +828,9 @@ cdef void worker_run(Worker *w) noexcept nogil:
             ev = events[k].events
             if c.state == CS_CONNECTING:
                 conn_connected(w, c, clock_ns())
+                continue
+            if c.state == CS_HANDSHAKE:
+                tls_step(w, c)
                 continue
             if ev & (EPOLLIN | EPOLLERR | EPOLLHUP):
                 conn_readable(w, c)
