@@ -80,6 +80,9 @@ cdef struct Conn:
     uint32_t carry_len
     uint32_t carry_cap
     SSL *ssl                 # NULL: plain TCP
+    uint8_t tls_session_saved  # this connection's resumable session was kept
+    uint8_t tls_failed         # ended in error: do not keep its session
+    SSL_SESSION *tls_offered   # the session offered in its handshake (not owned)
     int64_t connect_start_ns
     int64_t tls_start_ns
 
@@ -202,8 +205,13 @@ cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
         else:
             unlink_idle(w, c)
     if c.ssl != NULL:
+        if not c.tls_failed:
+            # a clean end: keep the session resumable (OpenSSL marks the session of a
+            # connection freed without a shutdown as not resumable)
+            SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
         SSL_free(c.ssl)
         c.ssl = NULL
+    c.tls_failed = 0
     if c.fd >= 0:
         close(c.fd)
     c.fd = -1
@@ -226,6 +234,7 @@ cdef void unlink_idle(Worker *w, Conn *c) noexcept nogil:
 
 cdef void fail(Worker *w, Conn *c, uint16_t error, int64_t now) noexcept nogil:
     """The request on c ends in error; c is closed (never reused, never retried)."""
+    c.tls_failed = 1
     if c.has_request:
         emit(w, c, 0, error, now)
     if error == ERR_CONNECT_REFUSED or error == ERR_CONNECT_ERROR or error == ERR_CONNECT_TIMEOUT:
@@ -345,11 +354,29 @@ cdef void tls_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
         SSL_set1_host(c.ssl, w.verify_name)
     elif w.verify_ip != NULL:
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), w.verify_ip)
+    c.tls_offered = w.session
+    c.tls_session_saved = 0
     if w.session != NULL:
         SSL_set_session(c.ssl, w.session)  # resumption: no full handshake
     c.state = CS_HANDSHAKE
     c.tls_start_ns = now
     tls_step(w, c)
+
+
+cdef void keep_session(Worker *w, Conn *c) noexcept nogil:
+    """Keep this connection's session for resumption once it is resumable: with TLS 1.3
+    the ticket arrives after the handshake, with the first records read."""
+    cdef SSL_SESSION *session = SSL_get1_session(c.ssl)
+    if session == NULL:
+        return
+    # a TLS 1.3 ticket is used once: after a resumption, wait for the fresh ticket
+    if session == c.tls_offered or not SSL_SESSION_is_resumable(session):
+        SSL_SESSION_free(session)
+        return
+    if w.session != NULL:
+        SSL_SESSION_free(w.session)
+    w.session = session
+    c.tls_session_saved = 1
 
 
 cdef void tls_step(Worker *w, Conn *c) noexcept nogil:
@@ -364,10 +391,7 @@ cdef void tls_step(Worker *w, Conn *c) noexcept nogil:
         counter_add(&w.tls_handshakes, 1)
         if SSL_session_reused(c.ssl):
             counter_add(&w.tls_resumed, 1)
-        else:
-            if w.session != NULL:
-                SSL_SESSION_free(w.session)
-            w.session = SSL_get1_session(c.ssl)
+        keep_session(w, c)
         set_mask(w, c, EPOLLIN)
         conn_ready(w, c, now)
         return
@@ -558,6 +582,8 @@ cdef ssize_t tls_recv(Worker *w, Conn *c, size_t off) noexcept nogil:
         r = SSL_read(c.ssl, w.rbuf + off + total, <int>(RBUF_BYTES - off - <size_t>total))
         if r > 0:
             total += r
+            if not c.tls_session_saved:
+                keep_session(w, c)
             continue
         e = SSL_get_error(c.ssl, r)
         if e == SSL_ERROR_WANT_READ or e == SSL_ERROR_WANT_WRITE:

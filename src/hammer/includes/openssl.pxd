@@ -31,12 +31,14 @@ cdef extern from "<openssl/ssl.h>" nogil:
     int SSL_set_session(SSL *ssl, SSL_SESSION *session)
     SSL_SESSION *SSL_get1_session(SSL *ssl)
     void SSL_SESSION_free(SSL_SESSION *session)
+    int SSL_SESSION_is_resumable(const SSL_SESSION *session)
     int SSL_session_reused(const SSL *ssl)
     int SSL_connect(SSL *ssl)
     int SSL_read(SSL *ssl, void *buf, int num)
     int SSL_write(SSL *ssl, const void *buf, int num)
     int SSL_get_error(const SSL *ssl, int ret)
     int SSL_pending(const SSL *ssl)
+    void SSL_set_shutdown(SSL *ssl, int mode)
     long SSL_get_verify_result(const SSL *ssl)
     enum:
         SSL_ERROR_NONE
@@ -56,6 +58,8 @@ cdef extern from "<openssl/ssl.h>" nogil:
         SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
         SSL_MODE_RELEASE_BUFFERS
         SSL_OP_IGNORE_UNEXPECTED_EOF
+        SSL_SENT_SHUTDOWN
+        SSL_RECEIVED_SHUTDOWN
 
 
 cdef extern from "<openssl/x509_vfy.h>" nogil:
