@@ -62,6 +62,7 @@ NOISE_FRAC = 0.10               # a run where others took > 10 % of either core 
 RSS_SAMPLE_S = 0.05             # how often the client's VmHWM is read while it runs
 
 SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "64k",
+             "https-64",
              "threads-2")
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
 ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS)
@@ -255,15 +256,44 @@ class Nginx:
         self.workers: list[int] = []
         self.status_calls = 0
         self.pinning: list[str] = []
+        self.tls_port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"https://localhost:{self.tls_port}/"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.prefix / "pki" / "ca.pem")
+
+    def _make_pki(self) -> None:
+        """A CA and a server certificate for localhost, made with the openssl command."""
+        pki = self.prefix / "pki"
+        pki.mkdir(exist_ok=True)
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=bench-ca", "-keyout", "ca.key", "-out", "ca.pem",
+                "-addext", "basicConstraints=critical,CA:TRUE")
+        (pki / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", "server.key", "-out", "server.csr")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", "server.pem",
+                "-extfile", "server.ext")
+
     def start(self, attempts: int = 5) -> None:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         (self.prefix / "www").mkdir(exist_ok=True)
         (self.prefix / "www" / "64k").write_bytes(b"x" * SIZE_64K)
+        if not (self.prefix / "pki" / "server.pem").exists():
+            self._make_pki()
         template = string.Template(TEMPLATE.read_text())
         # as root, workers would run as nobody, who cannot enter the 0700 temp dir
         user_line = "user root;" if os.geteuid() == 0 else ""
@@ -272,9 +302,10 @@ class Nginx:
             # a restart tries the old port first: the clients' URLs carry it
             if attempt or not self.port:
                 self.port = free_port()
+                self.tls_port = free_port()
             conf = self.prefix / "nginx.conf"
             conf.write_text(template.substitute(PREFIX=str(self.prefix), PORT=self.port,
-                                                USER_LINE=user_line))
+                                                TLS_PORT=self.tls_port, USER_LINE=user_line))
             with contextlib.suppress(FileNotFoundError):
                 (self.prefix / "nginx.pid").unlink()
             argv = [self.binary, "-p", str(self.prefix), "-c", str(conf),
@@ -379,6 +410,7 @@ class Params:
     duration_s: int
     rate: int | None = None       # open loop at this many req/s
     spin: str | None = None       # hammer --spin
+    hammer_extra: tuple[str, ...] = ()  # more hammer flags (e.g. --cacert for https)
 
 
 @dataclass
@@ -531,7 +563,7 @@ class Tools:
                 argv += ["-r", str(p.rate)]
             if p.spin is not None:
                 argv += ["--spin", p.spin]
-            return argv
+            return argv + list(p.hammer_extra)
         if c.tool == "wrk":
             return [exe, f"-t{p.threads}", f"-c{p.connections}", f"-d{p.duration_s}s",
                     "--latency", p.url]
@@ -590,7 +622,8 @@ def closed_peers(tools: Tools, base: Params, scenario: str) -> tuple[list[Client
 
 
 def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
-                   duration_s: int, open_max_rate: int | None) -> Scenario:
+                   duration_s: int, open_max_rate: int | None, nginx_tls_url: str = "",
+                   ca_file: str = "") -> Scenario:
     small = base_url + "/"
     p = Params(small, conns, 1, duration_s)
     if name == "closed-64":
@@ -601,6 +634,16 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         clients, notes = closed_peers(tools, Params(small, 1000, 1, duration_s), name)
         return Scenario(name, "closed loop, keep-alive, 1,000 connections, 1 thread, GET /",
                         clients, notes)
+    if name == "https-64":
+        hp = Params(nginx_tls_url, conns, 1, duration_s, hammer_extra=("--cacert", ca_file))
+        clients = [Client("hammer", "hammer", hp)]
+        notes = ["hammer verifies the certificate (--cacert); wrk does not verify"]
+        if tools.paths["wrk"] is not None:
+            clients.append(Client("wrk", "wrk", hp))
+        else:
+            notes.append(tools.missing_note("wrk"))
+        return Scenario(name, f"closed loop, HTTPS (TLS 1.2, keep-alive), {conns} "
+                              f"connections, 1 thread, GET /", clients, notes)
     if name == "64k":
         clients, notes = closed_peers(tools, Params(base_url + "/64k", conns, 1, duration_s),
                                       name)
@@ -1055,7 +1098,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         client_cpu)
                 log(f"[open-max] calibration (hammer closed loop): {describe(calib)}"
                     + (f" -> rate {rate:,}/s" if rate else ""))
-            sc = build_scenario(name, tools, nginx.base_url, args.connections, duration_s, rate)
+            sc = build_scenario(name, tools, nginx.base_url, args.connections, duration_s, rate,
+                                nginx.tls_url, nginx.ca_file)
             if calib is not None and calib.ok:
                 busy = calib.machine.get("server_busy_frac")
                 per_req = calib.machine.get("server_cpu_us_per_request")

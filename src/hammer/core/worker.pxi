@@ -584,6 +584,10 @@ cdef ssize_t tls_recv(Worker *w, Conn *c, size_t off) noexcept nogil:
             total += r
             if not c.tls_session_saved:
                 keep_session(w, c)
+            if not SSL_has_pending(c.ssl):
+                # nothing buffered in OpenSSL: whatever else arrives wakes epoll (level-
+                # triggered), so no read() that can only answer EAGAIN
+                return total
             continue
         e = SSL_get_error(c.ssl, r)
         if e == SSL_ERROR_WANT_READ or e == SSL_ERROR_WANT_WRITE:

@@ -38,6 +38,7 @@ cdef extern from "<openssl/ssl.h>" nogil:
     int SSL_write(SSL *ssl, const void *buf, int num)
     int SSL_get_error(const SSL *ssl, int ret)
     int SSL_pending(const SSL *ssl)
+    int SSL_has_pending(const SSL *ssl)
     void SSL_set_shutdown(SSL *ssl, int mode)
     long SSL_get_verify_result(const SSL *ssl)
     enum:
