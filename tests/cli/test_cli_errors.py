@@ -105,12 +105,30 @@ def assert_usage_error(result: Result, *fragments: str) -> str:
         ("http://[::1/", ["invalid URL", "[::1"]),
         ("127.0.0.1:8080", ["scheme", "http://127.0.0.1:8080"]),
         ("", ["invalid URL"]),
-        ("https://127.0.0.1/", ["https", "not supported"]),
-        ("HTTPS://127.0.0.1/", ["https", "not supported"]),
+        ("gopher://127.0.0.1/", ["scheme", "'gopher'", "http:// or https://"]),
     ],
 )
 def test_bad_url(engine: Recorder, url: str, fragments: list[str]) -> None:
     assert_usage_error(invoke("run", url, "-n", "1"), *fragments)
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["http://127.0.0.1:9/", "--insecure"], ["https://"]),
+        (["https://127.0.0.1:9/", "--cacert", "/nonexistent/ca.pem"], ["CA file", "no such"]),
+        (["https://127.0.0.1:9/", "--key", __file__], ["--key needs --cert"]),
+        (["http://127.0.0.1:9/", "-r", "ramp:0->x@1s"], ["rate profile"]),
+        (["http://127.0.0.1:9/", "-r", "1000@1s", "--arrivals", "poisson"], ["poisson"]),
+        (["http://127.0.0.1:9/", "--targets", "/nonexistent/targets"], ["targets file"]),
+        (["http://127.0.0.1:9/", "-H", "Connection: close"], ["--disable-keepalive"]),
+        (["http://127.0.0.1:9/", "--unix-socket", "/nonexistent/s.sock"], ["unix socket"]),
+    ],
+)
+def test_bad_tls_profile_targets_and_connection_options(engine: Recorder, args: list[str],
+                                                        fragments: list[str]) -> None:
+    assert_usage_error(invoke("run", *args, "-n", "1"), *fragments)
     assert engine.calls == []
 
 
@@ -357,7 +375,7 @@ def test_process_run_option_errors(
     [
         ("not a url", ["invalid URL"]),
         ("ftp://x/", ["scheme"]),
-        ("https://127.0.0.1/", ["https"]),
+        ("ws://127.0.0.1/", ["scheme"]),
         ("http://127.0.0.1:99999/", ["port"]),
     ],
 )
