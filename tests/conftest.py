@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "nginx" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.nginx)
+
+
+def _stop_all(started: list[Any], what: str) -> None:
+    """Stop every server a fixture started; fail the test if one exited badly on its own."""
+    failures = []
+    for server in started:
+        already_stopped = server.returncode is not None
+        rc = server.stop()
+        if not already_stopped and rc != 0:
+            failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
+    if failures:
+        pytest.fail(f"{what} did not stop cleanly: " + "; ".join(failures))
 
 
 @pytest.fixture
@@ -68,14 +81,7 @@ def target_server(
 
     yield factory
 
-    failures = []
-    for server in started:
-        already_stopped = server.returncode is not None
-        rc = server.stop()
-        if not already_stopped and rc != 0:
-            failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
-    if failures:
-        pytest.fail("target server did not stop cleanly: " + "; ".join(failures))
+    _stop_all(started, "target server")
 
 
 @pytest.fixture
@@ -142,14 +148,7 @@ def fault_server(
 
     yield factory
 
-    failures = []
-    for server in started:
-        already_stopped = server.returncode is not None
-        rc = server.stop()
-        if not already_stopped and rc != 0:
-            failures.append(f"pid {server.pid} exited {rc}; stderr: {server.stderr_text()!r}")
-    if failures:
-        pytest.fail("fault server did not stop cleanly: " + "; ".join(failures))
+    _stop_all(started, "fault server")
 
 
 @pytest.fixture(scope="session")

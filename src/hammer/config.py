@@ -356,47 +356,8 @@ def make_config(
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
-    profile = None
-    if isinstance(rate, str) and pacer.is_profile(rate):
-        try:
-            profile = pacer.parse_profile(rate)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        rate_rps = None
-    else:
-        rate_rps = _as_rate(rate)
-    if arrivals not in ("uniform", "poisson"):
-        raise ConfigError(f"unknown arrivals {arrivals!r} (use uniform or poisson)")
-    if arrivals == "poisson" and rate_rps is None:
-        raise ConfigError("--arrivals poisson needs a constant --rate")
-    n_threads = _as_count(threads, "threads") or 1
-    n_conns = _as_count(connections, "connections")
-    if n_conns is None:
-        n_conns = max(DEFAULT_OPEN_CONNECTIONS if rate_rps is not None or profile
-                      else DEFAULT_CLOSED_CONNECTIONS,
-                      n_threads)
-    if n_threads > MAX_THREADS:
-        raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
-    if n_conns > MAX_CONNECTIONS:
-        raise ConfigError(f"connections {n_conns:,} is more than the {MAX_CONNECTIONS:,} supported")
-    if n_conns < n_threads:
-        raise ConfigError(
-            f"connections ({n_conns}) must be at least threads ({n_threads}): "
-            "each thread needs one")
-    duration_ns = _as_ns(duration, "duration")
-    n_requests = _as_count(requests, "requests")
-    if profile is not None:
-        if duration_ns is None:
-            duration_ns = (round(profile.duration_s * units.NS_PER_S) if profile.duration_s
-                           else DEFAULT_DURATION_NS)
-        profile = profile.fitted(duration_ns / units.NS_PER_S)
-        if profile.slots() < 1:
-            raise ConfigError(f"rate profile {profile.text!r} schedules no request")
-        # the mean rate: what reports show as the target
-        rate_rps = Fraction(profile.slots() * units.NS_PER_S, duration_ns).limit_denominator(
-            10**6)
-    if duration_ns is None and n_requests is None:
-        duration_ns = DEFAULT_DURATION_NS
+    rate_rps, profile, duration_ns, n_requests = _schedule(rate, arrivals, duration, requests)
+    n_threads, n_conns = _concurrency(threads, connections, open_loop=rate_rps is not None)
     timeout_ns = _as_ns(timeout, "timeout")
     assert timeout_ns is not None
     spin_ns = None if spin == "auto" else _as_ns(spin, "spin", allow_zero=True)
@@ -404,80 +365,22 @@ def make_config(
         spin_ns = default_spin_ns(n_threads)
     if spin_ns > units.NS_PER_S:
         raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
-    method = method.strip() if isinstance(method, str) else method
-    if not method or any(c not in _TCHARS for c in method):
-        raise ConfigError(f"invalid method {method!r}")
-    if body is not None and body_file is not None:
-        raise ConfigError("give --body or --body-file, not both")
-    body_bytes = b""
-    if body is not None:
-        body_bytes = body.encode() if isinstance(body, str) else bytes(body)
-    elif body_file is not None:
-        try:
-            body_bytes = Path(body_file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read body file {str(body_file)!r}: {exc.strerror}") from None
-    if isinstance(headers, Mapping):
-        header_lines = [f"{k}: {v}" for k, v in headers.items()]
-    else:
-        header_lines = list(headers)
-    parsed_headers = tuple(_parse_header(h) for h in header_lines)
     per_conn = _as_count(max_requests_per_conn, "max-requests-per-conn") or 0
     if disable_keepalive:
         if per_conn not in (0, 1):
             raise ConfigError("--disable-keepalive and --max-requests-per-conn disagree")
         per_conn = 1
-    connect_timeout_ns = _as_ns(connect_timeout, "connect-timeout")
     if unix_socket is not None:
         if not Path(unix_socket).exists():
             raise ConfigError(f"unix socket {unix_socket!r} does not exist")
         if len(os.fsencode(unix_socket)) > 107:
             raise ConfigError(f"unix socket path {unix_socket!r} is too long (at most 107 bytes)")
-    if targets is not None:
-        from hammer.targets import load_targets
-
-        specs = load_targets(targets, targets_format)
-        if url is None:
-            url = specs[0].url
-    if url is None:
-        raise ConfigError("no URL given")
-    target, implied = make_target(url, resolve=unix_socket is None)
-    all_headers = implied + parsed_headers
-    table = [_prepare(target, method, all_headers, body_bytes)]
-    if targets is not None:
-        table = []
-        for spec in specs:
-            try:
-                t, t_implied = make_target(spec.url, resolve=False)
-                if (t.scheme, t.host, t.port) != (target.scheme, target.host, target.port):
-                    raise ConfigError(
-                        f"{t.scheme}://{t.host}:{t.port} is not {target.scheme}://"
-                        f"{target.host}:{target.port}: every target of a run shares one "
-                        "host and port")
-                t = replace(t, address=target.address)
-                spec_method = spec.method.strip()
-                if not spec_method or any(c not in _TCHARS for c in spec_method):
-                    raise ConfigError(f"invalid method {spec_method!r}")
-                spec_headers = t_implied + parsed_headers + tuple(
-                    _parse_header(h) for h in spec.headers)
-                table.append(_prepare(t, spec_method, spec_headers, spec.body))
-            except ConfigError as exc:
-                raise ConfigError(f"{spec.where}: {exc}") from None
-    tls = None
-    if target.scheme == "https":
-        for what, path in (("CA file", cacert), ("certificate", cert), ("key", key)):
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"cannot read {what} {path!r}: no such file")
-        if key is not None and cert is None:
-            raise ConfigError("--key needs --cert")
-        tls = TlsOptions(insecure=bool(insecure), cafile=cacert, certfile=cert, keyfile=key,
-                         server_name=sni)
-    elif any(v for v in (insecure, cacert, cert, key, sni)):
-        raise ConfigError("TLS options (--insecure, --cacert, --cert, --key, --sni) need an "
-                          "https:// URL")
+    target, table, all_headers, body_bytes = _requests(
+        url, method, headers, body, body_file, targets, targets_format,
+        resolve=unix_socket is None)
     return RunConfig(
         target=target,
-        method=method,
+        method=table[0].method,
         headers=all_headers,
         body=body_bytes,
         rate_rps=rate_rps,
@@ -492,12 +395,146 @@ def make_config(
         random_order=bool(random_order),
         seed=int(seed),
         max_requests_per_conn=per_conn,
-        connect_timeout_ns=connect_timeout_ns,
+        connect_timeout_ns=_as_ns(connect_timeout, "connect-timeout"),
         unix_socket=unix_socket,
         rate_profile=profile,
         arrivals=arrivals,
-        tls=tls,
+        tls=_tls(target, insecure, cacert, cert, key, sni),
     )
+
+
+def _schedule(rate: str | float | int | Fraction | None, arrivals: str,
+              duration: str | float | int | None, requests: str | int | None,
+              ) -> tuple[Fraction | None, pacer.RateProfile | None, int | None, int | None]:
+    """The rate (None: closed loop), the rate profile if one was given, how long the
+    load phase lasts and how many requests it may schedule."""
+    profile = None
+    if isinstance(rate, str) and pacer.is_profile(rate):
+        try:
+            profile = pacer.parse_profile(rate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        rate_rps = None
+    else:
+        rate_rps = _as_rate(rate)
+    if arrivals not in ("uniform", "poisson"):
+        raise ConfigError(f"unknown arrivals {arrivals!r} (use uniform or poisson)")
+    if arrivals == "poisson" and rate_rps is None:
+        raise ConfigError("--arrivals poisson needs a constant --rate")
+    duration_ns = _as_ns(duration, "duration")
+    n_requests = _as_count(requests, "requests")
+    if profile is not None:
+        if duration_ns is None:
+            duration_ns = (round(profile.duration_s * units.NS_PER_S) if profile.duration_s
+                           else DEFAULT_DURATION_NS)
+        profile = profile.fitted(duration_ns / units.NS_PER_S)
+        if profile.slots() < 1:
+            raise ConfigError(f"rate profile {profile.text!r} schedules no request")
+        # the mean rate: what reports show as the target
+        rate_rps = Fraction(profile.slots() * units.NS_PER_S, duration_ns).limit_denominator(
+            10**6)
+    if duration_ns is None and n_requests is None:
+        duration_ns = DEFAULT_DURATION_NS
+    return rate_rps, profile, duration_ns, n_requests
+
+
+def _concurrency(threads: str | int, connections: str | int | None,
+                 open_loop: bool) -> tuple[int, int]:
+    n_threads = _as_count(threads, "threads") or 1
+    n_conns = _as_count(connections, "connections")
+    if n_conns is None:
+        default = DEFAULT_OPEN_CONNECTIONS if open_loop else DEFAULT_CLOSED_CONNECTIONS
+        n_conns = max(default, n_threads)
+    if n_threads > MAX_THREADS:
+        raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
+    if n_conns > MAX_CONNECTIONS:
+        raise ConfigError(f"connections {n_conns:,} is more than the {MAX_CONNECTIONS:,} supported")
+    if n_conns < n_threads:
+        raise ConfigError(
+            f"connections ({n_conns}) must be at least threads ({n_threads}): "
+            "each thread needs one")
+    return n_threads, n_conns
+
+
+def _body(body: str | bytes | None, body_file: str | os.PathLike[str] | None) -> bytes:
+    if body is not None and body_file is not None:
+        raise ConfigError("give --body or --body-file, not both")
+    if body is not None:
+        return body.encode() if isinstance(body, str) else bytes(body)
+    if body_file is not None:
+        try:
+            return Path(body_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read body file {str(body_file)!r}: {exc.strerror}") from None
+    return b""
+
+
+def _method(method: str) -> str:
+    method = method.strip() if isinstance(method, str) else method
+    if not method or any(c not in _TCHARS for c in method):
+        raise ConfigError(f"invalid method {method!r}")
+    return method
+
+
+def _requests(url: str | None, method: str, headers: Iterable[str] | Mapping[str, str],
+              body: str | bytes | None, body_file: str | os.PathLike[str] | None,
+              targets: str | None, targets_format: str, resolve: bool,
+              ) -> tuple[Target, list[PreparedRequest], tuple[tuple[str, str], ...], bytes]:
+    """The target (resolved once) and every request of the run, serialised once: the one
+    the options describe, or one per entry of a targets file."""
+    method = _method(method)
+    body_bytes = _body(body, body_file)
+    if isinstance(headers, Mapping):
+        header_lines = [f"{k}: {v}" for k, v in headers.items()]
+    else:
+        header_lines = list(headers)
+    parsed_headers = tuple(_parse_header(h) for h in header_lines)
+    specs = []
+    if targets is not None:
+        from hammer.targets import load_targets
+
+        specs = load_targets(targets, targets_format)
+        if url is None:
+            url = specs[0].url
+    if url is None:
+        raise ConfigError("no URL given")
+    target, implied = make_target(url, resolve=resolve)
+    all_headers = implied + parsed_headers
+    if not specs:
+        return target, [_prepare(target, method, all_headers, body_bytes)], all_headers, \
+            body_bytes
+    table = []
+    for spec in specs:
+        try:
+            t, t_implied = make_target(spec.url, resolve=False)
+            if (t.scheme, t.host, t.port) != (target.scheme, target.host, target.port):
+                raise ConfigError(
+                    f"{t.scheme}://{t.host}:{t.port} is not {target.scheme}://"
+                    f"{target.host}:{target.port}: every target of a run shares one "
+                    "host and port")
+            spec_headers = t_implied + parsed_headers + tuple(
+                _parse_header(h) for h in spec.headers)
+            table.append(_prepare(replace(t, address=target.address), _method(spec.method),
+                                  spec_headers, spec.body))
+        except ConfigError as exc:
+            raise ConfigError(f"{spec.where}: {exc}") from None
+    return target, table, all_headers, body_bytes
+
+
+def _tls(target: Target, insecure: bool, cacert: str | None, cert: str | None,
+         key: str | None, sni: str | None) -> TlsOptions | None:
+    if target.scheme != "https":
+        if any(v for v in (insecure, cacert, cert, key, sni)):
+            raise ConfigError("TLS options (--insecure, --cacert, --cert, --key, --sni) need "
+                              "an https:// URL")
+        return None
+    for what, path in (("CA file", cacert), ("certificate", cert), ("key", key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"cannot read {what} {path!r}: no such file")
+    if key is not None and cert is None:
+        raise ConfigError("--key needs --cert")
+    return TlsOptions(insecure=bool(insecure), cafile=cacert, certfile=cert, keyfile=key,
+                      server_name=sni)
 
 
 def _prepare(target: Target, method: str, headers: tuple[tuple[str, str], ...],

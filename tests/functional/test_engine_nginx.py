@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import hammer
-from hammer.metrics import Report
-
-
-def check_invariant(report: Report) -> None:
-    c = report.counts
-    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
-    assert c.completed == c.ok + c.http_error
-    assert not [n for n in report.notes if "mismatch" in n]
+from accounting import check_invariant
 
 
 def test_open_loop_rate_times_duration(nginx: Any) -> None:

@@ -12,15 +12,9 @@ from typing import Any
 import pytest
 
 import hammer
+from accounting import check_invariant
 from hammer.metrics import Report
 from servers import ArrivalServer
-
-
-def check_invariant(report: Report) -> None:
-    c = report.counts
-    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
-    assert c.completed == c.ok + c.http_error
-    assert not [n for n in report.notes if "mismatch" in n]
 
 
 def test_open_loop_count_is_exact(target_server: Any) -> None:

@@ -17,17 +17,10 @@ from typing import Any
 import pytest
 
 import hammer
+from accounting import check_invariant
 from faultserver import FaultServer
 from hammer.metrics import Report
 from servers import free_port
-
-
-def check_invariant(report: Report) -> None:
-    c = report.counts
-    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
-    assert c.completed == c.ok + c.http_error
-    assert c.error == sum(report.errors.values())
-    assert report.notes == []
 
 
 def check_errors(report: Report, allowed: set[str], main: str) -> None:

@@ -7,14 +7,8 @@ from typing import Any
 import pytest
 
 import hammer
+from accounting import check_invariant
 from hammer.config import ConfigError
-from hammer.metrics import Report
-
-
-def check_invariant(report: Report) -> None:
-    c = report.counts
-    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
-    assert c.completed == c.ok + c.http_error
 
 
 def test_verified_https_with_session_resumption(nginx: Any, test_pki: Any) -> None:

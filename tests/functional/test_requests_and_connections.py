@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import hammer
-from hammer.metrics import Report
-
-
-def check_invariant(report: Report) -> None:
-    c = report.counts
-    assert c.scheduled == c.ok + c.http_error + c.error + c.unsent
-    assert c.completed == c.ok + c.http_error
+from accounting import check_invariant
 
 
 def write_targets(path: Path, url: str, paths: list[str]) -> str:
