@@ -127,21 +127,24 @@ def check_plan(host: HostLimits, connections: int, rate_rps: float | None = None
     budget = host.new_connections_per_s
     reuse = host.tcp_tw_reuse == "1" or (host.tcp_tw_reuse == "2" and loopback)
     if churn and reuse:
-        verdict.warnings.append(
-            "connections churn, but tcp_tw_reuse lets new ones reuse ports in TIME_WAIT")
+        pass  # new connections reuse ports in TIME_WAIT: the budget does not bind
     elif churn and rate_rps is not None and budget is not None and rate_rps > budget:
         verdict.warnings.append(
             f"opening a connection per request at {rate_rps:,.0f}/s exceeds the "
             f"{budget:,.0f} new connections/s that {ports:,} ephemeral ports sustain with "
-            f"{TIME_WAIT_S} s TIME_WAIT: keep connections alive, let the server close "
-            f"first, or enable net.ipv4.tcp_tw_reuse")
+            f"{TIME_WAIT_S} s TIME_WAIT when the client closes first (hammer waits for the "
+            f"server to close, but a server that does not will exhaust the ports): keep "
+            f"connections alive or enable net.ipv4.tcp_tw_reuse")
     return verdict
 
 
-def ensure_nofile(connections: int) -> PlanVerdict:
-    """Before a run: refuse (ConfigError) a plan the host cannot carry, and raise the
-    RLIMIT_NOFILE soft limit to what it needs, up to the hard limit."""
-    verdict = check_plan(read_host_limits(), connections)
+def ensure_nofile(connections: int, rate_rps: float | None = None, churn: bool = False,
+                  loopback: bool = False) -> PlanVerdict:
+    """Before a run: refuse (ConfigError) a plan the host cannot carry, raise the
+    RLIMIT_NOFILE soft limit to what it needs (up to the hard limit), and return the
+    verdict, whose warnings the run reports (e.g. a churn beyond the port budget)."""
+    verdict = check_plan(read_host_limits(), connections, rate_rps, churn=churn,
+                         loopback=loopback)
     if verdict.problems:
         raise ConfigError(verdict.problems[0])
     if verdict.raise_soft_to is not None:

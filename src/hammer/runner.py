@@ -87,7 +87,12 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     from hammer import _core
     from hammer.limits import ensure_nofile
 
-    plan = ensure_nofile(config.connections)
+    loopback = config.unix_socket is not None or _is_loopback(config.target.address)
+    plan = ensure_nofile(config.connections,
+                         float(config.rate_rps) if config.rate_rps is not None else None,
+                         churn=config.max_requests_per_conn == 1, loopback=loopback)
+    for warning in plan.warnings:
+        print(f"hammer: warning: {warning}", file=sys.stderr)
     interrupt = interrupt or Interrupt()
     try:
         engine = _engine_for(config)
@@ -123,10 +128,20 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     report = build_report(config, engine, duration_s, interrupted=interrupt.reason)
     if config.tls is not None and config.tls.insecure:
         report.notes.append("TLS certificates were NOT verified (--insecure)")
+    report.notes.extend(plan.warnings)
     if plan.raise_soft_to is not None:
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")
     return report
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:

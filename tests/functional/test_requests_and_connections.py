@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import hammer
 from accounting import check_invariant
@@ -165,3 +168,17 @@ def test_poisson_arrivals_are_counted_exactly(nginx: Any) -> None:
     again = hammer.run(server.url, rate=500, arrivals="poisson", seed=5, duration="2s",
                        connections=32)
     assert again.counts.scheduled == n  # the same seed, the same schedule
+
+
+def test_churn_past_the_port_budget_is_warned(nginx: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from hammer import limits
+
+    real = limits.read_host_limits()
+    tiny = dataclasses.replace(real, port_low=60000, port_high=60599, tcp_tw_reuse="0")
+    monkeypatch.setattr(limits, "read_host_limits", lambda: tiny)
+    server = nginx()
+    report = hammer.run(server.url, rate=200, duration="500ms", disable_keepalive=True)
+    check_invariant(report)
+    assert report.counts.ok == 100
+    assert any("exceeds the 10 new connections/s" in note for note in report.notes)

@@ -86,6 +86,8 @@ def test_churn_against_port_budget(reuse: str, loopback: bool, warned_budget: bo
                                 loopback=loopback)
     assert verdict.fits
     assert any("TIME_WAIT" in w and "471" in w for w in verdict.warnings) == warned_budget
+    if not warned_budget:
+        assert verdict.warnings == []
 
 
 def test_churn_below_budget_is_quiet() -> None:
@@ -138,3 +140,15 @@ def test_hammer_limits_plan_that_does_not_fit() -> None:
     assert result.returncode == 1
     assert "does not fit" in result.stdout
     assert "ulimit -Hn" in result.stdout
+
+
+def test_a_run_warns_before_churning_past_the_port_budget(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    # a host with a tiny port range and no TIME_WAIT reuse; the run itself is refused
+    # by a later check (the URL has nothing listening), so only the plan is judged here
+    tiny = host(nofile_hard=100_000, nofile_soft=100_000, port_low=60000, port_high=60599)
+    monkeypatch.setattr(limits, "read_host_limits", lambda: tiny)
+    verdict = limits.ensure_nofile(16, rate_rps=1000, churn=True, loopback=True)
+    assert verdict.fits
+    assert "exceeds the 10 new connections/s" in verdict.warnings[0]
