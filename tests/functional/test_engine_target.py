@@ -5,6 +5,7 @@ Runs go through the Python API (hammer.run), the same run() the CLI calls.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -205,3 +206,19 @@ def test_host_name_is_resolved_once(target_server: Any) -> None:
     check_invariant(report)
     assert report.counts.ok == 10
     assert report.config.target.address in ("127.0.0.1", "::1")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_runs_leak_no_descriptors(target_server: Any, unused_port: int) -> None:
+    server = target_server()
+    hammer.run(server.url, connections=4, requests=10)  # warm up lazy imports
+    before = open_fds()
+    for _ in range(3):
+        hammer.run(server.url, connections=50, requests=500)
+        hammer.run(server.url, rate=200, duration="300ms", connections=20,
+                   disable_keepalive=True)
+        hammer.run(f"http://127.0.0.1:{unused_port}/", rate=100, duration="200ms")
+    assert open_fds() == before
