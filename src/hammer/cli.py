@@ -69,7 +69,7 @@ def main() -> None:
               help="Open loop: poll instead of sleeping this long before each send, "
                    "trading CPU time for precision (auto: 1ms while threads < CPUs, "
                    "else 0; 0 = always sleep).")
-@click.option("-m", "--method", default="GET", show_default=True)
+@click.option("-m", "--method", default="GET", show_default=True, help="HTTP method.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
               help="Request header, repeatable.")
 @click.option("--body", default=None, metavar="TEXT", help="Request body.")
@@ -81,7 +81,8 @@ def main() -> None:
               type=click.Choice(["http", "json"]), help="Format of --targets.")
 @click.option("--random", "random_order", is_flag=True,
               help="Pick targets at random (seeded) instead of round-robin.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Seed for --random.")
+@click.option("--seed", default=1, show_default=True, type=int,
+              help="Seed for --random and --arrivals poisson.")
 @click.option("--arrivals", default="uniform", show_default=True,
               type=click.Choice(["uniform", "poisson"]),
               help="Open loop: evenly spaced sends, or Poisson arrivals (exponential gaps, "
