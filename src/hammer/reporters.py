@@ -254,6 +254,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         ],
         sep="   ",
     )
+    lines += _tls_lines(report)
     lines += _targets_table(report)
     lines += _time_series_table(report)
     if notes:
@@ -261,6 +262,22 @@ def render_text(report: Mapping[str, Any]) -> str:
         for note in notes:
             lines.extend(_wrapped("note: ", note))
     return "\n".join(lines) + "\n"
+
+
+def _tls_lines(report: Mapping[str, Any]) -> list[str]:
+    """Connection set-up, kept out of request latency: TLS handshakes and connects."""
+    tls = report.get("tls")
+    if not isinstance(tls, Mapping):
+        return []
+    handshake = _mapping(tls.get("handshake_ms"))
+    connect = _mapping(report.get("connect_ms"))
+    verified = "verified" if tls.get("verified") else "NOT verified (--insecure)"
+    return _section("tls", [
+        f"{_count(tls.get('handshakes'))} handshakes ({_count(tls.get('resumed'))} resumed)",
+        f"handshake p50 {_ms(handshake.get('p50'))} ms p99 {_ms(handshake.get('p99'))} ms",
+        f"connect p50 {_ms(connect.get('p50'))} ms",
+        f"certificates {verified}",
+    ], sep="   ")
 
 
 def _targets_table(report: Mapping[str, Any]) -> list[str]:

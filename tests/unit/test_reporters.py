@@ -366,3 +366,14 @@ def test_write_json_atomic_unserialisable_report_touches_nothing(tmp_path: Path)
     with pytest.raises(TypeError):
         write_json_atomic(report, str(tmp_path / "r.json"))
     assert os.listdir(tmp_path) == []
+
+
+def test_tls_line_when_https() -> None:
+    report = open_report()
+    report["tls"] = {"verified": False, "handshakes": 12, "resumed": 9,
+                     "handshake_ms": {"p50": 0.5, "p99": 2.0}}
+    report["connect_ms"] = {"p50": 0.05}
+    text = render_text(report)
+    assert "12 handshakes (9 resumed)" in text
+    assert "NOT verified" in text
+    assert "handshakes" not in render_text(open_report())
