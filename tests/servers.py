@@ -222,7 +222,8 @@ def find_nginx() -> str | None:
 
 
 NGINX_LOG_FORMAT = (
-    '$msec $status $request_length $bytes_sent $connection $connection_requests "$request"'
+    '$msec $status $request_length $bytes_sent $connection $connection_requests '
+    '$ssl_session_reused "$request"'
 )
 SIZE_64K = 64 * 1024
 
@@ -297,14 +298,15 @@ class AccessLogEntry:
     bytes_sent: int
     connection: int  # nginx connection serial number
     connection_requests: int
+    tls_reused: bool  # nginx $ssl_session_reused: "r" on a resumed TLS session
     request: str  # the request line, e.g. "GET / HTTP/1.1"
 
     @classmethod
     def parse(cls, line: str) -> AccessLogEntry:
-        msec, status, rlen, sent, conn, creqs, request = line.split(" ", 6)
+        msec, status, rlen, sent, conn, creqs, reused, request = line.split(" ", 7)
         return cls(
             float(msec), int(status), int(rlen), int(sent), int(conn), int(creqs),
-            request.strip().strip('"'),
+            reused == "r", request.strip().strip('"'),
         )
 
     @property

@@ -24,6 +24,11 @@ def test_verified_https_with_session_resumption(nginx: Any, test_pki: Any) -> No
     # 200 requests, 20 per connection (the last few cut short by the end of the run)
     assert 10 <= tls["handshakes"] <= 10 + 4
     assert tls["resumed"] >= tls["handshakes"] - 4  # later connections resume the session
+    # nginx agrees, connection by connection
+    entries = server.access_log_entries()
+    connections = {e.connection: e.tls_reused for e in entries}
+    assert len(connections) == tls["handshakes"]
+    assert sum(connections.values()) == tls["resumed"]
     assert tls["handshake_ms"]["p50"] is not None
     assert report.to_dict()["connect_ms"]["p50"] is not None
 
