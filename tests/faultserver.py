@@ -413,15 +413,10 @@ class FaultServer:
         """Poll until every given key has the given value, and no connection is still
         open (so the counts are final); on timeout return the last stats anyway, for
         the caller's assert to show the difference."""
+        from servers import poll_stats
+
         expected.setdefault("open", 0)
-        deadline = time.monotonic() + timeout
-        while True:
-            stats = self.stats()
-            if all(stats.get(k) == v for k, v in expected.items()):
-                return stats
-            if time.monotonic() >= deadline:
-                return stats
-            time.sleep(0.01)
+        return poll_stats(self.stats, timeout, expected)
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")

@@ -79,6 +79,18 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return buf
 
 
+def poll_stats(fetch: Any, timeout: float, expected: dict[str, Any]) -> dict[str, Any]:
+    """Call fetch() until every expected key has its value; on timeout return the last
+    stats anyway, so the caller's assert shows the difference."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = fetch()
+        if all(stats.get(k) == v for k, v in expected.items()) or \
+                time.monotonic() >= deadline:
+            return stats
+        time.sleep(0.01)
+
+
 def _stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
     """Send sig, wait up to timeout, then SIGKILL. Returns the exit code."""
     if proc.poll() is None:
@@ -143,16 +155,8 @@ class TargetServerProcess:
     def wait_stats(
         self, timeout: float = 5.0, **expected: Any
     ) -> dict[str, Any]:
-        """Poll stats() until every given key has the given value (or timeout: return
-        the last stats, so the caller's assert shows the difference)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            stats = self.stats()
-            if all(stats.get(k) == v for k, v in expected.items()):
-                return stats
-            if time.monotonic() >= deadline:
-                return stats
-            time.sleep(0.01)
+        """Poll stats() until every given key has the given value (see poll_stats)."""
+        return poll_stats(self.stats, timeout, expected)
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")

@@ -220,8 +220,6 @@ def limits(url: str | None, rate: str | None, connections: str | None, churn: bo
     tcp_tw_reuse, somaxconn, conntrack, the clock and its cost, timer slack, CPUs.
     With --connections (and --rate), judges that plan and says what to change.
     """
-    import ipaddress
-
     from hammer import units
     from hammer.config import (
         DEFAULT_CLOSED_CONNECTIONS,
@@ -243,7 +241,7 @@ def limits(url: str | None, rate: str | None, connections: str | None, churn: bo
     if n_conns is not None or rate_rps is not None or url is not None:
         if n_conns is None:
             n_conns = DEFAULT_OPEN_CONNECTIONS if rate_rps else DEFAULT_CLOSED_CONNECTIONS
-        loopback = target is not None and ipaddress.ip_address(target.address).is_loopback
+        loopback = target is not None and target.is_loopback
         verdict = check_plan(host, n_conns, rate_rps, churn=churn, loopback=loopback)
         plan_text = (f"{n_conns:,} connections"
                      + (f", {rate_rps:,g} req/s" if rate_rps is not None else ", closed loop")

@@ -7,6 +7,7 @@ downstream re-validates.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
 import re
@@ -43,8 +44,7 @@ MAX_CONNECTIONS = 1_000_000
 MAX_THREADS = 256
 USER_AGENT = "hammer/0.1"
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
@@ -64,6 +64,11 @@ class Target:
     address: str            # resolved IP literal the core connects to
     host_header: str
 
+    @property
+    def is_loopback(self) -> bool:
+        ip = _ip(self.address)
+        return ip is not None and ip.is_loopback
+
 
 @dataclass(frozen=True)
 class TlsOptions:
@@ -77,7 +82,7 @@ class TlsOptions:
 
     def for_core(self, target: Target) -> dict[str, object]:
         name = self.server_name or target.host
-        is_ip = _is_ip(name)
+        is_ip = _ip(name) is not None
         return {
             "insecure": self.insecure, "cafile": self.cafile, "certfile": self.certfile,
             "keyfile": self.keyfile,
@@ -87,14 +92,11 @@ class TlsOptions:
         }
 
 
-def _is_ip(name: str) -> bool:
-    import ipaddress
-
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(name)
+        return ipaddress.ip_address(name)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,6 @@ class PreparedRequest:
 class RunConfig:
     target: Target
     method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
     rate_rps: Fraction | None = None   # None: closed loop
     connections: int = DEFAULT_CLOSED_CONNECTIONS
     threads: int = 1
@@ -124,7 +124,6 @@ class RunConfig:
     requests: int | None = None
     timeout_ns: int = DEFAULT_TIMEOUT_NS
     spin_ns: int = DEFAULT_SPIN_NS
-    request_bytes: bytes = field(default=b"", repr=False)   # the first target's
     requests_table: tuple[PreparedRequest, ...] = ()         # every target, in order
     random_order: bool = False
     seed: int = 1
@@ -134,6 +133,11 @@ class RunConfig:
     rate_profile: pacer.RateProfile | None = None   # fitted to the run's duration
     arrivals: str = "uniform"                         # or "poisson"
     tls: TlsOptions | None = None                     # https:// targets
+
+    @property
+    def request_bytes(self) -> bytes:
+        """The first target's keep-alive request, as sent."""
+        return self.requests_table[0].keep_alive
 
     @property
     def keepalive(self) -> bool:
@@ -159,9 +163,6 @@ class RunConfig:
         if self.requests is not None:
             candidates.append(self.requests)
         return min(candidates)
-
-    def redacted_headers(self) -> list[tuple[str, str]]:
-        return [(k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers]
 
 
 def redact_url(url: str) -> str:
@@ -375,14 +376,12 @@ def make_config(
             raise ConfigError(f"unix socket {unix_socket!r} does not exist")
         if len(os.fsencode(unix_socket)) > 107:
             raise ConfigError(f"unix socket path {unix_socket!r} is too long (at most 107 bytes)")
-    target, table, all_headers, body_bytes = _requests(
+    target, table = _requests(
         url, method, headers, body, body_file, targets, targets_format,
         resolve=unix_socket is None)
     return RunConfig(
         target=target,
         method=table[0].method,
-        headers=all_headers,
-        body=body_bytes,
         rate_rps=rate_rps,
         connections=n_conns,
         threads=n_threads,
@@ -390,7 +389,6 @@ def make_config(
         requests=n_requests,
         timeout_ns=timeout_ns,
         spin_ns=spin_ns,
-        request_bytes=table[0].keep_alive,
         requests_table=tuple(table),
         random_order=bool(random_order),
         seed=int(seed),
@@ -479,7 +477,7 @@ def _method(method: str) -> str:
 def _requests(url: str | None, method: str, headers: Iterable[str] | Mapping[str, str],
               body: str | bytes | None, body_file: str | os.PathLike[str] | None,
               targets: str | None, targets_format: str, resolve: bool,
-              ) -> tuple[Target, list[PreparedRequest], tuple[tuple[str, str], ...], bytes]:
+              ) -> tuple[Target, list[PreparedRequest]]:
     """The target (resolved once) and every request of the run, serialised once: the one
     the options describe, or one per entry of a targets file."""
     method = _method(method)
@@ -501,8 +499,7 @@ def _requests(url: str | None, method: str, headers: Iterable[str] | Mapping[str
     target, implied = make_target(url, resolve=resolve)
     all_headers = implied + parsed_headers
     if not specs:
-        return target, [_prepare(target, method, all_headers, body_bytes)], all_headers, \
-            body_bytes
+        return target, [_prepare(target, method, all_headers, body_bytes)]
     table = []
     for spec in specs:
         try:
@@ -518,7 +515,7 @@ def _requests(url: str | None, method: str, headers: Iterable[str] | Mapping[str
                                   spec_headers, spec.body))
         except ConfigError as exc:
             raise ConfigError(f"{spec.where}: {exc}") from None
-    return target, table, all_headers, body_bytes
+    return target, table
 
 
 def _tls(target: Target, insecure: bool, cacert: str | None, cert: str | None,

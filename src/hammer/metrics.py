@@ -7,7 +7,7 @@ report contract of DESIGN.md section 4. Reporters only format.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hammer.config import RunConfig
@@ -105,16 +105,7 @@ class Report:
                 "arrivals": cfg.arrivals if cfg.open_loop else None,
             },
             "throughput_rps": round(self.throughput_rps, 3),
-            "counts": {
-                "scheduled": self.counts.scheduled,
-                "sent": self.counts.sent,
-                "completed": self.counts.completed,
-                "ok": self.counts.ok,
-                "http_error": self.counts.http_error,
-                "error": self.counts.error,
-                "unsent": self.counts.unsent,
-                "late": self.counts.late,
-            },
+            "counts": asdict(self.counts),
             "status": dict(self.status),
             "errors": dict(self.errors),
             "latency_ms": dict(self.latency_ms),
@@ -192,11 +183,11 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
         targets=[{"method": req.method, "url": req.url, **stats}
                  for req, stats in zip(config.requests_table, agg.target_breakdown(),
                                        strict=False)],
+        time_series=time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
+                                duration_s),
+        connection_times=engine.connection_times(),
         interrupted=interrupted,
     )
-    report.connection_times = engine.connection_times()
-    report.time_series = time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
-                                     duration_s)
     if not counts.balanced():
         report.notes.append(
             f"accounting mismatch (a bug, please report it): scheduled {counts.scheduled} != "

@@ -87,7 +87,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     from hammer import _core
     from hammer.limits import ensure_nofile
 
-    loopback = config.unix_socket is not None or _is_loopback(config.target.address)
+    loopback = config.unix_socket is not None or config.target.is_loopback
     plan = ensure_nofile(config.connections,
                          float(config.rate_rps) if config.rate_rps is not None else None,
                          churn=config.max_requests_per_conn == 1, loopback=loopback)
@@ -133,15 +133,6 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")
     return report
-
-
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:

@@ -26,7 +26,6 @@ def test_targets_round_robin_with_breakdown(nginx: Any, tmp_path: Path) -> None:
     report = hammer.run(None, targets=targets, rate=300, duration="1s", connections=8)
     check_invariant(report)
     assert report.counts.scheduled == 300
-    served = collections.Counter(e.path for e in server.access_log_entries())
     server.requests_served(wait_for=300)
     served = collections.Counter(e.path for e in server.access_log_entries())
     assert served == {"/a": 100, "/b": 100, "/missing": 100}

@@ -66,18 +66,21 @@ def header(response: h11.Response, name: bytes) -> bytes | None:
     return None
 
 
+EMPTY_STATS = {
+    "connections_opened": 0,
+    "connections_open": 0,
+    "requests": 0,
+    "bytes_received": 0,
+    "responses": {},
+    "stalled": False,
+}
+
+
 def test_url_line_and_port_zero(target_server):
     server = target_server()
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", server.url)
     assert server.port > 0
-    assert server.stats() == {
-        "connections_opened": 0,
-        "connections_open": 0,
-        "requests": 0,
-        "bytes_received": 0,
-        "responses": {},
-        "stalled": False,
-    }
+    assert server.stats() == EMPTY_STATS
 
 
 def test_counts_exact_on_one_keepalive_connection(target_server):
@@ -284,14 +287,7 @@ def test_control_requests_not_counted(target_server):
     finally:
         conn.close()
     time.sleep(0.05)
-    assert server.stats() == {
-        "connections_opened": 0,
-        "connections_open": 0,
-        "requests": 0,
-        "bytes_received": 0,
-        "responses": {},
-        "stalled": False,
-    }
+    assert server.stats() == EMPTY_STATS
     assert server.arrivals() == []
 
 

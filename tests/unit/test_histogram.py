@@ -38,7 +38,9 @@ def test_bucket_counts_match_hdrh() -> None:
     rng = random.Random(42)
     values = [rng.randrange(1, 60 * 10**9) for _ in range(5_000)]
     ours, ref = both(values)
-    for lowest, count in ours.nonzero_counts():
+    buckets = ours.nonzero_counts()
+    assert sum(count for _, count in buckets) == len(values)  # every value is in a bucket
+    for lowest, count in buckets:
         assert ref.get_count_at_value(lowest) == count
 
 

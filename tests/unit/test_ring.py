@@ -47,8 +47,7 @@ def test_two_threads_no_loss_no_reorder() -> None:
 
     consumer = threading.Thread(target=consume)
     consumer.start()
-    waits = ring.produce_nogil(count)
+    ring.produce_nogil(count)  # spins while full: 1,024 slots for 2M results
     consumer.join(timeout=60)
     assert not consumer.is_alive()
     assert result == {"seen": count, "in_order": True}
-    assert waits >= 0

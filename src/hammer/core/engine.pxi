@@ -87,8 +87,7 @@ cdef class Aggregator:
             for i in range(self.n_targets):
                 self.targets[i].status_counts = <int64_t *>calloc(STATUS_SLOTS, sizeof(int64_t))
                 if (self.targets[i].status_counts == NULL
-                        or hist_init(&self.targets[i].latency, HIST_HIGHEST_NS,
-                                     HIST_SIGNIFICANT_FIGURES) != 0):
+                        or hist_init(&self.targets[i].latency, HIST_HIGHEST, HIST_SIGFIGS) != 0):
                     raise MemoryError()
 
     def __dealloc__(self):
@@ -222,18 +221,15 @@ cdef class Aggregator:
         ok, http_error, errors, status counts and corrected latency (ms); [] for one."""
         cdef int32_t i, k
         cdef TargetStats *t
-        cdef Histogram h
         out = []
         for i in range(self.n_targets):
             t = &self.targets[i]
-            h = Histogram()
-            hist_add(&h.h, &t.latency)
             out.append({
                 "sent": t.sent, "completed": t.completed, "ok": t.ok,
                 "http_error": t.http_error, "error": t.errors,
                 "status": {str(k): t.status_counts[k] for k in range(STATUS_SLOTS)
                            if t.status_counts[k]},
-                "latency_ms": h.summary_ms(),
+                "latency_ms": hist_summary_ms(&t.latency),
             })
         return out
 
@@ -342,8 +338,8 @@ cdef class Engine:
                 w.request_budget = -1
             w.requests = self.requests
             w.n_targets = self.n_requests
-            if hist_init(&w.connect_hist, HIST_HIGHEST, 3) != 0 or \
-                    hist_init(&w.tls_hist, HIST_HIGHEST, 3) != 0:
+            if hist_init(&w.connect_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0 or \
+                    hist_init(&w.tls_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0:
                 raise MemoryError()
             w.ssl_ctx = self.ssl_ctx
             if self.ssl_ctx != NULL:
@@ -460,7 +456,7 @@ cdef class Engine:
             hist_add(&handshake.h, &self.workers[i].tls_hist)
             handshakes += hm_load_relaxed(&self.workers[i].tls_handshakes)
             resumed += hm_load_relaxed(&self.workers[i].tls_resumed)
-        return {"connect_ms": connect.summary_ms(), "connects_timed": connect.total_count,
+        return {"connect_ms": connect.summary_ms(),
                 "tls_ms": handshake.summary_ms(), "tls_handshakes": handshakes,
                 "tls_resumed": resumed}
 
@@ -468,7 +464,7 @@ cdef class Engine:
         """Per-run totals of the worker-side counters (live; exact once finished)."""
         cdef int32_t i
         cdef Worker *w
-        cdef uint64_t scheduled = 0, unsent = 0, bytes_out = 0, bytes_in = 0, connects = 0
+        cdef uint64_t scheduled = 0, unsent = 0, bytes_out = 0, bytes_in = 0
         cdef uint64_t ring_full = 0, load_end = 0, v
         for i in range(self.n_workers):
             w = &self.workers[i]
@@ -476,14 +472,13 @@ cdef class Engine:
             unsent += hm_load_relaxed(&w.unsent)
             bytes_out += hm_load_relaxed(&w.bytes_out)
             bytes_in += hm_load_relaxed(&w.bytes_in)
-            connects += hm_load_relaxed(&w.connects)
             ring_full += hm_load_relaxed(&w.ring_full_waits)
             v = hm_load_relaxed(&w.load_end_ns)
             if v > load_end:
                 load_end = v
         return {
             "scheduled": scheduled, "unsent": unsent, "bytes_sent": bytes_out,
-            "bytes_received": bytes_in, "connects": connects, "ring_full_waits": ring_full,
+            "bytes_received": bytes_in, "ring_full_waits": ring_full,
             "load_end_ns": load_end,
         }
 

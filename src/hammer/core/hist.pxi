@@ -141,8 +141,25 @@ cdef void hist_add(Hist *dst, const Hist *src) noexcept nogil:
 
 
 cdef int64_t HIST_HIGHEST = 3600000000000LL  # one hour, in ns
+cdef int HIST_SIGFIGS = 3
 HIST_HIGHEST_NS = HIST_HIGHEST
-HIST_SIGNIFICANT_FIGURES = 3
+HIST_SIGNIFICANT_FIGURES = HIST_SIGFIGS
+
+
+cdef dict hist_summary_ms(const Hist *h):
+    """min, mean, p50, p90, p99, p99.9, max in milliseconds (None when empty)."""
+    keys = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
+    if h.total_count == 0:
+        return dict.fromkeys(keys)
+    return {
+        "min": h.min_value / 1e6,
+        "mean": h.sum_value / h.total_count / 1e6,
+        "p50": hist_value_at_percentile(h, 50.0) / 1e6,
+        "p90": hist_value_at_percentile(h, 90.0) / 1e6,
+        "p99": hist_value_at_percentile(h, 99.0) / 1e6,
+        "p99.9": hist_value_at_percentile(h, 99.9) / 1e6,
+        "max": h.max_value / 1e6,
+    }
 
 
 cdef class Histogram:
@@ -195,18 +212,4 @@ cdef class Histogram:
 
     def summary_ms(self) -> dict:
         """min, mean, p50, p90, p99, p99.9, max in milliseconds (None when empty)."""
-        keys = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
-        if self.h.total_count == 0:
-            return dict.fromkeys(keys)
-        return {
-            "min": self.h.min_value / 1e6,
-            "mean": self.h.sum_value / self.h.total_count / 1e6,
-            "p50": hist_value_at_percentile(&self.h, 50.0) / 1e6,
-            "p90": hist_value_at_percentile(&self.h, 90.0) / 1e6,
-            "p99": hist_value_at_percentile(&self.h, 99.0) / 1e6,
-            "p99.9": hist_value_at_percentile(&self.h, 99.9) / 1e6,
-            "max": self.h.max_value / 1e6,
-        }
-
-    cdef void add_from(self, const Hist *src) noexcept:
-        hist_add(&self.h, src)
+        return hist_summary_ms(&self.h)

@@ -12,7 +12,6 @@ cdef struct Result:
     uint16_t target         # index of the target (request) in the run's list
     uint16_t error          # error class (ERR_NONE: a complete response)
     uint8_t late            # waited for a free connection
-    uint8_t reused          # sent on a connection that had served responses before
 
 
 cdef struct Ring:

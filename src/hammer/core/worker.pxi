@@ -80,11 +80,10 @@ cdef struct Conn:
     uint32_t carry_len
     uint32_t carry_cap
     SSL *ssl                 # NULL: plain TCP
-    uint8_t tls_session_saved  # this connection's resumable session was kept
+    uint8_t tls_session_checked  # looked for a resumable session after the first read
     uint8_t tls_failed         # ended in error: do not keep its session
     SSL_SESSION *tls_offered   # the session offered in its handshake (not owned)
-    int64_t connect_start_ns
-    int64_t tls_start_ns
+    int64_t setup_start_ns     # when the connect, then the TLS handshake, began
 
 
 cdef struct Worker:
@@ -141,12 +140,10 @@ cdef struct Worker:
     uint64_t unsent
     uint64_t bytes_out
     uint64_t bytes_in
-    uint64_t connects
     uint64_t ring_full_waits
     uint64_t load_end_ns
     uint64_t ready
     uint64_t finished
-    int32_t setup_errno
 
 
 cdef inline void counter_add(uint64_t *c, uint64_t v) noexcept nogil:
@@ -164,7 +161,6 @@ cdef void emit(Worker *w, Conn *c, int32_t status, uint16_t error, int64_t now) 
     res.target = c.target
     res.error = error
     res.late = c.late
-    res.reused = 1 if c.served > 0 else 0
     while not ring_push(&w.ring, &res):
         counter_add(&w.ring_full_waits, 1)
         sleep_ns(50000)
@@ -321,12 +317,11 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.served = 0
     c.got_bytes = 0
     c.deadline_ns = now + w.connect_timeout_ns
-    c.connect_start_ns = now
+    c.setup_start_ns = now
     if c.fd < 0:
         c.state = CS_CLOSED
         fail(w, c, ERR_CONNECT_ERROR, now)
         return
-    counter_add(&w.connects, 1)
     if w.family != AF_UNIX:
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
     r = connect(c.fd, <sockaddr *>&w.addr, w.addrlen)
@@ -355,17 +350,18 @@ cdef void tls_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
     elif w.verify_ip != NULL:
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), w.verify_ip)
     c.tls_offered = w.session
-    c.tls_session_saved = 0
+    c.tls_session_checked = 0
     if w.session != NULL:
         SSL_set_session(c.ssl, w.session)  # resumption: no full handshake
     c.state = CS_HANDSHAKE
-    c.tls_start_ns = now
+    c.setup_start_ns = now
     tls_step(w, c)
 
 
 cdef void keep_session(Worker *w, Conn *c) noexcept nogil:
-    """Keep this connection's session for resumption once it is resumable: with TLS 1.3
-    the ticket arrives after the handshake, with the first records read."""
+    """Keep this connection's session for resumption if it is resumable. Called after the
+    handshake and once more after the first read: a TLS 1.3 ticket arrives after the
+    handshake, ahead of the first response."""
     cdef SSL_SESSION *session = SSL_get1_session(c.ssl)
     if session == NULL:
         return
@@ -376,7 +372,6 @@ cdef void keep_session(Worker *w, Conn *c) noexcept nogil:
     if w.session != NULL:
         SSL_SESSION_free(w.session)
     w.session = session
-    c.tls_session_saved = 1
 
 
 cdef void tls_step(Worker *w, Conn *c) noexcept nogil:
@@ -387,7 +382,7 @@ cdef void tls_step(Worker *w, Conn *c) noexcept nogil:
     r = SSL_connect(c.ssl)
     now = clock_ns()
     if r == 1:
-        hist_record(&w.tls_hist, now - c.tls_start_ns)
+        hist_record(&w.tls_hist, now - c.setup_start_ns)
         counter_add(&w.tls_handshakes, 1)
         if SSL_session_reused(c.ssl):
             counter_add(&w.tls_resumed, 1)
@@ -411,7 +406,7 @@ cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
     if err != 0:
         fail(w, c, classify_connect_errno(err), now)
         return
-    hist_record(&w.connect_hist, now - c.connect_start_ns)
+    hist_record(&w.connect_hist, now - c.setup_start_ns)
     if w.ssl_ctx != NULL:
         tls_start(w, c, now)
         return
@@ -582,7 +577,8 @@ cdef ssize_t tls_recv(Worker *w, Conn *c, size_t off) noexcept nogil:
         r = SSL_read(c.ssl, w.rbuf + off + total, <int>(RBUF_BYTES - off - <size_t>total))
         if r > 0:
             total += r
-            if not c.tls_session_saved:
+            if not c.tls_session_checked:
+                c.tls_session_checked = 1
                 keep_session(w, c)
             if not SSL_has_pending(c.ssl):
                 # nothing buffered in OpenSSL: whatever else arrives wakes epoll (level-
@@ -881,6 +877,5 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 conn_readable(w, c)
     for i in range(w.n_conns):
         if w.conns[i].fd >= 0:
-            close(w.conns[i].fd)
-            w.conns[i].fd = -1
+            conn_close(w, &w.conns[i])  # frees its TLS state too
     hm_store_release(&w.finished, 1)
