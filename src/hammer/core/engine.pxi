@@ -101,33 +101,40 @@ cdef class Aggregator:
                 hist_free(&self.targets[i].latency)
             free(self.targets)
 
+    cdef int reserve_seconds(self, int64_t n) noexcept nogil:
+        """Room for n seconds (capped at MAX_SECONDS); their histograms come later."""
+        cdef int32_t grown
+        cdef SecondStats *more
+        if n <= self.n_seconds:
+            return 0
+        grown = self.n_seconds * 2 if self.n_seconds else 64
+        while grown < n:
+            grown *= 2
+        if grown > MAX_SECONDS:
+            grown = MAX_SECONDS
+        more = <SecondStats *>realloc(self.seconds, grown * sizeof(SecondStats))
+        if more == NULL:
+            return -1
+        memset(&more[self.n_seconds], 0, (grown - self.n_seconds) * sizeof(SecondStats))
+        self.seconds = more
+        self.n_seconds = grown
+        return 0
+
     cdef SecondStats *second(self, int64_t ts) noexcept nogil:
         """The stats of the second holding ts (NULL before the start or past a day)."""
         cdef int64_t i
-        cdef int32_t grown, j
-        cdef SecondStats *more
+        cdef SecondStats *sec
         if self.start_ns == 0 or ts < self.start_ns:
             return NULL
         i = (ts - self.start_ns) // 1000000000
-        if i >= MAX_SECONDS:
+        if i >= MAX_SECONDS or (i >= self.n_seconds and self.reserve_seconds(i + 1) != 0):
             return NULL
-        if i >= self.n_seconds:
-            grown = self.n_seconds * 2 if self.n_seconds else 64
-            while grown <= i:
-                grown *= 2
-            if grown > MAX_SECONDS:
-                grown = MAX_SECONDS
-            more = <SecondStats *>realloc(self.seconds, grown * sizeof(SecondStats))
-            if more == NULL:
-                return NULL
-            self.seconds = more
-            for j in range(self.n_seconds, grown):
-                memset(&self.seconds[j], 0, sizeof(SecondStats))
-                if hist_init(&self.seconds[j].latency, HIST_HIGHEST, 2) != 0:
-                    self.n_seconds = j
-                    return NULL
-            self.n_seconds = grown
-        return &self.seconds[i]
+        sec = &self.seconds[i]
+        # a second's histogram is made when the second is first reached: one 36 KiB
+        # allocation per second, never a burst of them inside a drain
+        if sec.latency.counts == NULL and hist_init(&sec.latency, HIST_HIGHEST, 2) != 0:
+            return NULL
+        return sec
 
     cdef void record(self, const Result *r) noexcept nogil:
         cdef TargetStats *t = NULL
@@ -186,6 +193,15 @@ cdef class Aggregator:
             for i in range(n):
                 self.record(&batch[i])
             total += n
+
+    def record_one(self, int64_t intended_ns, int64_t write_ns, int64_t done_ns,
+                   int status=200, int error=0, bint late=False) -> None:
+        """Record one result as a worker would have pushed it (tests and benchmarks)."""
+        cdef Result r
+        memset(&r, 0, sizeof(Result))
+        r.intended_ns, r.write_ns, r.done_ns = intended_ns, write_ns, done_ns
+        r.status, r.error, r.late = status, error, late
+        self.record(&r)
 
     def status(self) -> dict:
         cdef int i
@@ -416,6 +432,8 @@ cdef class Engine:
         cdef int32_t i
         self.start_ns = start_ns
         self.aggregator.start_ns = start_ns
+        if self.n_workers > 0 and self.workers[0].duration_ns > 0:
+            self.aggregator.reserve_seconds(self.workers[0].duration_ns // 1000000000 + 2)
         for i in range(self.n_workers):
             self.workers[i].pacer.start_ns = start_ns
         hm_store_release(&self.go, 1)

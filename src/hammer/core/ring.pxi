@@ -32,7 +32,11 @@ cdef int ring_init(Ring *r, uint64_t capacity_pow2) noexcept nogil:
     r.head_cache = 0
     r.mask = capacity_pow2 - 1
     r.slots = <Result *>calloc(capacity_pow2, sizeof(Result))
-    return 0 if r.slots != NULL else -1
+    if r.slots == NULL:
+        return -1
+    # touch every page now, so the worker never takes a page fault mid-run
+    memset(r.slots, 0, capacity_pow2 * sizeof(Result))
+    return 0
 
 
 cdef void ring_free(Ring *r) noexcept nogil:
