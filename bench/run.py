@@ -193,6 +193,19 @@ def run_pinned(argv: Sequence[str], cpu: int | None, timeout_s: float, workdir: 
     )
 
 
+def compile_hammer() -> str:
+    """Byte-compile hammer's modules, as pip does when it installs a wheel, so that no run
+    pays for compiling them: an editable install with PYTHONDONTWRITEBYTECODE set would
+    otherwise recompile every module at every start (about 70 ms of CPU here)."""
+    import compileall
+
+    import hammer
+
+    pkg = Path(hammer.__file__).resolve().parent
+    ok = compileall.compile_dir(str(pkg), quiet=1)
+    return f"hammer's bytecode at {pkg}: " + ("compiled" if ok else "NOT compiled (read-only?)")
+
+
 # -- nginx -----------------------------------------------------------------------------
 
 
@@ -1062,6 +1075,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "notes": notes, "scenarios": {},
     }
+    notes.append(compile_hammer())
+    log(notes[-1])
     tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
     work = tmp / "client"
     work.mkdir()
