@@ -864,6 +864,7 @@ class ClientSummary:
     noisy_runs: int                     # runs where others took > NOISE_FRAC of a core
     failures: list[str]
     extra: dict[str, Any]
+    cpu_us_by_round: dict[int, float] = field(default_factory=dict)
 
 
 def summarise(runs: list[RunRecord], order: list[str],
@@ -900,6 +901,8 @@ def summarise(runs: list[RunRecord], order: list[str],
             noisy_runs=sum(1 for r in good if r.noise > NOISE_FRAC),
             failures=[f"round {r.round}: {r.failure}" for r in mine if not r.ok],
             extra=extra,
+            cpu_us_by_round={r.round: r.cpu_us_per_request for r in good
+                             if r.cpu_us_per_request is not None},
         ))
     return out
 
@@ -910,6 +913,17 @@ def _agreement(diffs: list[int | None]) -> str:
     if all(d == 0 for d in diffs):
         return "exact"
     return "/".join("?" if d is None else f"{d:+,}" for d in diffs)
+
+
+def _paired(a: ClientSummary, b: ClientSummary) -> str:
+    """a's CPU-µs/req over b's, round by round: the two ran back to back, so the
+    machine's drift between rounds (steal, frequency) cancels out of each ratio."""
+    ratios = sorted(a.cpu_us_by_round[r] / b.cpu_us_by_round[r]
+                    for r in a.cpu_us_by_round if r in b.cpu_us_by_round)
+    if len(ratios) < 2:
+        return ""
+    return (f"; paired by round x{statistics.median(ratios):.2f} "
+            f"({ratios[0]:.2f}-{ratios[-1]:.2f}, {len(ratios)} rounds)")
 
 
 def render_table(sc: Scenario, summaries: list[ClientSummary],
@@ -952,7 +966,8 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
             net_ratio = (h.cpu_us_net_median / p.cpu_us_median
                          if h.cpu_us_net_median is not None else None)
             lines.append(f"  {h.client}/{p.client}: CPU-µs/req x{cpu_ratio:.2f} "
-                         f"(net* x{_fmt(net_ratio, '.2f')}), req/s x{_fmt(rps, '.2f')}")
+                         f"(net* x{_fmt(net_ratio, '.2f')}), req/s x{_fmt(rps, '.2f')}"
+                         + _paired(h, p))
     if sc.name == "threads-2" and "hammer-t1" in by and "hammer-t2" in by:
         t1, t2 = by["hammer-t1"].cpu_us_median, by["hammer-t2"].cpu_us_median
         if t1 and t2:
