@@ -65,7 +65,7 @@ SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "
              "https-64",
              "threads-2")
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
-ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS)
+ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS, "wrk-t1", "wrk-t2")
 
 
 def log(msg: str) -> None:
@@ -669,12 +669,17 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         return Scenario(name, "closed loop, 10,000 concurrent keep-alive connections, "
                               "1 thread, GET /", clients, notes)
     if name == "threads-2":
-        clients = [Client("hammer-t1", "hammer", p),
-                   Client("hammer-t2", "hammer", Params(small, conns, 2, duration_s))]
-        return Scenario(name, f"closed loop, {conns} connections, hammer -t 1 vs -t 2 (both "
+        two = Params(small, conns, 2, duration_s)
+        clients = [Client("hammer-t1", "hammer", p), Client("hammer-t2", "hammer", two)]
+        notes = ["checks that hammer's CPU-µs/request does not grow > 10 % with -t 2"]
+        if tools.paths["wrk"]:
+            # the same pair for wrk: what two threads time-sharing one core cost any client
+            clients += [Client("wrk-t1", "wrk", p), Client("wrk-t2", "wrk", two)]
+        else:
+            notes.append(tools.missing_note("wrk"))
+        return Scenario(name, f"closed loop, {conns} connections, -t 1 vs -t 2 (both "
                               f"pinned to CPU {CLIENT_CPU}: the two threads share one core)",
-                        clients, ["hammer only: checks CPU-µs/request does not grow > 10 % "
-                                  "with -t 2"])
+                        clients, notes)
     if name in ("open-20k", "open-max"):
         rate = OPEN_20K_RATE if name == "open-20k" else open_max_rate
         notes = []
@@ -959,6 +964,8 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
     peers = [s for s in summaries if not s.client.startswith("hammer") and s.cpu_us_median]
     for h in hammers:
         for p in peers:
+            if h.client[-3:-1] == p.client[-3:-1] == "-t" and h.client[-1] != p.client[-1]:
+                continue  # threads-2: compare like thread counts only
             assert h.cpu_us_median is not None and p.cpu_us_median is not None
             rps = (h.rps_median / p.rps_median
                    if h.rps_median is not None and p.rps_median else None)
@@ -968,12 +975,17 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
             lines.append(f"  {h.client}/{p.client}: CPU-µs/req x{cpu_ratio:.2f} "
                          f"(net* x{_fmt(net_ratio, '.2f')}), req/s x{_fmt(rps, '.2f')}"
                          + _paired(h, p))
-    if sc.name == "threads-2" and "hammer-t1" in by and "hammer-t2" in by:
-        t1, t2 = by["hammer-t1"].cpu_us_median, by["hammer-t2"].cpu_us_median
-        if t1 and t2:
-            verdict = "OK" if t2 / t1 <= THREADS_CPU_LIMIT else "FAIL (> +10 %)"
-            lines.append(f"  -t 2 vs -t 1: CPU-µs/req x{t2 / t1:.2f} "
-                         f"(limit x{THREADS_CPU_LIMIT:.2f}): {verdict}")
+    if sc.name == "threads-2":
+        for tool in ("hammer", "wrk"):
+            one, two = by.get(f"{tool}-t1"), by.get(f"{tool}-t2")
+            if not (one and two and one.cpu_us_median and two.cpu_us_median):
+                continue
+            growth = two.cpu_us_median / one.cpu_us_median
+            verdict = ("" if tool != "hammer" else ": OK" if growth <= THREADS_CPU_LIMIT
+                       else ": FAIL (> +10 %)")
+            lines.append(f"  {tool} -t 2 vs -t 1: CPU-µs/req x{growth:.2f}{_paired(two, one)}"
+                         + (f" (limit x{THREADS_CPU_LIMIT:.2f}){verdict}"
+                            if tool == "hammer" else ""))
     if sc.name == "closed-10k" and reference:
         for s in summaries:
             ref = reference.get(s.client)
