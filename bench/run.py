@@ -736,9 +736,10 @@ class RunRecord:
 
     @property
     def noise(self) -> float:
-        """The larger share of a core that others used during the run, on either core."""
-        return max(self.machine.get("server_core_other_frac", 0.0),
-                   self.machine.get("client_core_other_frac", 0.0))
+        """The largest share of a core that others used during the run, or that the
+        hypervisor stole from it (a VM's steal time), on either core."""
+        return max(self.machine.get(f"{core}_core_{what}_frac", 0.0)
+                   for core in ("server", "client") for what in ("other", "steal"))
 
 
 def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
@@ -767,6 +768,7 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
             machine[f"{label}_core_busy_s"] = busy
             machine[f"{label}_core_other_frac"] = max(busy - own, 0.0) / res.wall_s
             machine[f"{label}_core_steal_s"] = cpus1[cpu][1] - cpus0[cpu][1]
+            machine[f"{label}_core_steal_frac"] = (cpus1[cpu][1] - cpus0[cpu][1]) / res.wall_s
     server: int | None = None
     try:
         nginx.wait_idle()
@@ -828,7 +830,8 @@ def describe(r: RunRecord) -> str:
              else f"server-client {r.server_minus_client:+,}"
              if r.server_minus_client is not None else "server count unknown")
     busy = r.machine.get("server_busy_frac")
-    noisy = f", NOISY: others used {r.noise:.0%} of a core" if r.noise > NOISE_FRAC else ""
+    noisy = (f", NOISY: others used or the host stole {r.noise:.0%} of a core"
+             if r.noise > NOISE_FRAC else "")
     return (f"{r.client_completed:,} req, {r.requests_per_s or 0:,.0f}/s, CPU "
             f"{r.cpu_user_s + r.cpu_sys_s:.2f}s = {r.cpu_us_per_request:.2f} µs/req, "
             f"RSS {r.peak_rss_kib / 1024:.1f} MB, {agree}, nginx busy "
@@ -996,8 +999,9 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
                     f"{s.cpu_us_median / ref.cpu_us_median:.2f}, peak RSS "
                     f"{ref.rss_mb_peak:.1f} -> {s.rss_mb_peak:.1f} MB")
     if any(s.noisy_runs for s in summaries):
-        lines.append(f"  noisy: other processes used > {NOISE_FRAC:.0%} of the server's or "
-                     "the client's core during the run: figures unreliable")
+        lines.append(f"  noisy: other processes used, or the hypervisor stole (steal time), "
+                     f"> {NOISE_FRAC:.0%} of the server's or the client's core during the "
+                     "run: figures unreliable")
     if any(s.cpu_us_net_median is not None for s in summaries):
         lines.append("  net*: hammer's CPU minus its fixed per-run cost (interpreter start-up, "
                      "imports, report; see the 'fixed cost' line), per request")
