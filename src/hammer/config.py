@@ -148,15 +148,6 @@ class RunConfig:
         return self.rate_rps is not None
 
     @property
-    def peak_rate_rps(self) -> float | None:
-        """The highest rate the schedule reaches (None: closed loop)."""
-        if self.rate_rps is None:
-            return None
-        if self.rate_profile is not None:
-            return self.rate_profile.peak_rps
-        return float(self.rate_rps)
-
-    @property
     def mode(self) -> str:
         return "open" if self.open_loop else "closed"
 

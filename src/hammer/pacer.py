@@ -81,12 +81,6 @@ class RateProfile:
             out.append(Segment("constant", left, self.rate_at(self.duration_s)))
         return RateProfile(tuple(out), self.text)
 
-    @property
-    def peak_rps(self) -> float:
-        """The highest rate the profile reaches."""
-        return max(max(g.r0, g.r1) if g.kind == "ramp" else
-                   g.r0 + abs(g.r1) if g.kind == "sine" else g.r0 for g in self.segments)
-
     def rate_at(self, t: float) -> float:
         start = 0.0
         for g in self.segments:

@@ -19,11 +19,6 @@ from hammer.config import ConfigError, RunConfig, make_config
 from hammer.metrics import Report, build_report
 
 DRAIN_INTERVAL_S = 0.05
-# Open loop: drain about this many results a wake. When the control thread shares a core
-# with a worker, each drain holds the worker up (about 150 ns a result, cache-cold), and
-# that pause shows up as send lag: a few hundred results keep it under ~50 us.
-DRAIN_BATCH = 250
-MIN_DRAIN_INTERVAL_S = 0.005
 START_DELAY_NS = 10_000_000      # slot 0 is due this long after the workers are released
 STOP_GRACE_S = 1.0               # after a stop signal, in-flight requests get this long
 READY_EXTRA_S = 5.0              # beyond the timeout, how long opening connections may take
@@ -45,15 +40,6 @@ class Interrupt:
             self.reason = reason
             self.first_at = time.monotonic()
         self.level = min(self.level + 1, 2)
-
-
-def drain_interval_s(config: RunConfig) -> float:
-    """How often the control loop drains: every DRAIN_INTERVAL_S in closed loop (fewest
-    wake-ups), and in open loop often enough that a drain stays short."""
-    peak = config.peak_rate_rps
-    if peak is None or peak <= 0:
-        return DRAIN_INTERVAL_S
-    return min(DRAIN_INTERVAL_S, max(MIN_DRAIN_INTERVAL_S, DRAIN_BATCH / peak))
 
 
 def _engine_for(config: RunConfig) -> Any:
@@ -123,9 +109,8 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     engine.go_at(start_ns)
     stop_level_sent = 0
     next_progress = time.monotonic() + 1.0
-    interval_s = drain_interval_s(config)
     while not engine.finished():
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(DRAIN_INTERVAL_S)
         engine.drain()
         level = interrupt.level
         if interrupt.reason and time.monotonic() - interrupt.first_at > STOP_GRACE_S:

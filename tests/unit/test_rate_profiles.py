@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 import pytest
 
-from hammer import _core, pacer, runner
+from hammer import _core, pacer
 from hammer.config import ConfigError, make_config
 
 PROFILES = [
@@ -108,28 +107,3 @@ def test_poisson_core_matches_twin_and_mean() -> None:
 def test_poisson_needs_a_constant_rate() -> None:
     with pytest.raises(ConfigError, match="poisson"):
         make_config("http://127.0.0.1:9/", rate="100@1s", arrivals="poisson")
-
-
-@pytest.mark.parametrize(("spec", "peak"), [
-    ("1000@1s,3000@1s,2000@1s", 3000.0),
-    ("ramp:0->5000@2s", 5000.0),
-    ("ramp:4000->1000@2s", 4000.0),
-    ("sine:mean=1000,amp=300,period=2s", 1300.0),
-])
-def test_peak_rate(spec: str, peak: float) -> None:
-    profile = pacer.parse_profile(spec)
-    assert profile.peak_rps == pytest.approx(peak)
-    assert make_config("http://127.0.0.1:1/", rate=spec, duration="3s").peak_rate_rps \
-        == pytest.approx(peak)
-
-
-@pytest.mark.parametrize(("rate", "interval_s"), [
-    (None, runner.DRAIN_INTERVAL_S),                   # closed loop: fewest wake-ups
-    (1000, runner.DRAIN_INTERVAL_S),                   # a batch takes longer than the cap
-    (20000, runner.DRAIN_BATCH / 20000),
-    (10**6, runner.MIN_DRAIN_INTERVAL_S),
-    ("ramp:0->20000@2s", runner.DRAIN_BATCH / 20000),  # sized for the profile's peak
-])
-def test_drain_interval_keeps_open_loop_drains_short(rate: Any, interval_s: float) -> None:
-    config = make_config("http://127.0.0.1:1/", rate=rate, duration="2s")
-    assert runner.drain_interval_s(config) == pytest.approx(interval_s)
