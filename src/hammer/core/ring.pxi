@@ -31,10 +31,11 @@ cdef int ring_init(Ring *r, uint64_t capacity_pow2) noexcept nogil:
     r.tail_cache = 0
     r.head_cache = 0
     r.mask = capacity_pow2 - 1
-    r.slots = <Result *>calloc(capacity_pow2, sizeof(Result))
+    r.slots = <Result *>malloc(capacity_pow2 * sizeof(Result))
     if r.slots == NULL:
         return -1
-    # touch every page now, so the worker never takes a page fault mid-run
+    # zero and touch every page now (one pass), so the worker never takes a page fault
+    # mid-run
     memset(r.slots, 0, capacity_pow2 * sizeof(Result))
     return 0
 
