@@ -732,6 +732,12 @@ def defensible(data: bytes, mine: Outcome, ref: Outcome) -> str | None:
     """
     seen = data[: ref.consumed + 1]
     judged = data[: mine.consumed]
+    if mine.verdict == "error":
+        # a refusal leaves `consumed` at the start of the head it refused: the core had
+        # that head through its CRLFCRLF (an interim 1xx head too)
+        end = data.find(b"\r\n\r\n", mine.consumed)
+        if end >= 0:
+            judged = data[: end + 4]
     # Design: a header block is judged once its CRLFCRLF has arrived (until then it is
     # carried, up to 64 KiB). A mutation that breaks the terminator (e.g. a bare LF, which
     # RFC 9112 2.2 lets a recipient reject) leaves us waiting where llhttp, validating
