@@ -8,7 +8,7 @@
 
 PYTHON ?= python3
 
-.PHONY: system-deps install dev test lint bench clean
+.PHONY: system-deps install dev test lint bench fuzz clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -30,7 +30,18 @@ test: system-deps install
 bench: install
 	$(PYTHON) bench/run.py
 
+# Searches beyond the deterministic suite: the atheris framing fuzzer with a fresh seed
+# (new finds go to a scratch corpus, crashes to ./crash-*), then the hypothesis
+# properties with random seeds. Add a crash input to tests/fuzz/corpus once it is fixed.
+FUZZ_SECONDS ?= 300
+fuzz:
+	mkdir -p .fuzz-corpus
+	$(PYTHON) tests/fuzz/fuzz_framing.py -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+		-rss_limit_mb=1024 .fuzz-corpus tests/fuzz/corpus
+	HAMMER_HYPOTHESIS_PROFILE=explore $(PYTHON) -m pytest -q -p no:cacheprovider \
+		tests/unit/test_framing.py tests/cli/test_cli_errors.py
+
 clean:
-	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis .fuzz-corpus
 	rm -f src/hammer/_core.c src/hammer/_core*.so src/hammer/_core*.html
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

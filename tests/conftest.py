@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
@@ -28,6 +29,13 @@ from servers import (  # noqa: E402
     start_nginx,
     start_target_server,
 )
+
+# The suite is deterministic: hypothesis draws the same examples on every run (seeded
+# from each test's name), so a commit that passes once passes in CI. `make fuzz` runs
+# the same properties with fresh random seeds, and the atheris fuzzer, to search further.
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HAMMER_HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def _in_ci() -> bool:

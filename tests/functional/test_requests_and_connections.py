@@ -145,6 +145,7 @@ def test_ramp_profile_counts_and_time_series(nginx: Any) -> None:
     check_invariant(report)
     assert report.counts.scheduled == report.counts.ok == 2000 + 2000
     assert server.requests_served(wait_for=4000) == 4000
+    assert report.duration_s == 3.0  # not longer when the last wake-up came late
     series = report.to_dict()["time_series"]
     assert [row["t_s"] for row in series] == [0, 1, 2]
     assert [row["target_rps"] for row in series] == [500.0, 1500.0, 2000.0]

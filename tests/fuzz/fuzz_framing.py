@@ -43,22 +43,36 @@ def scan(chunks: list[bytes]) -> tuple[str, int, int]:
 
 
 class _Ref:
+    """Records the first final response only: llhttp completes each interim (1xx) one,
+    and bytes after the final one (pipelined or junk) may make it parse another message,
+    whose status must not replace the final one's."""
+
     def __init__(self) -> None:
         self.complete = False
+        self.status = 0
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_message_complete(self) -> None:
+        if self.complete or self.parser is None:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # llhttp completes an interim response; the framer skips to the final one
         self.complete = True
+        self.status = status
 
 
 @atheris.instrument_func
 def reference_completes(data: bytes) -> tuple[bool, int]:
     ref = _Ref()
     parser = httptools.HttpResponseParser(ref)
+    ref.parser = parser
     try:
         parser.feed_data(data)
     except httptools.HttpParserError:
-        return False, 0
-    return ref.complete, parser.get_status_code() if ref.complete else 0
+        if not ref.complete:
+            return False, 0
+    return ref.complete, ref.status
 
 
 @atheris.instrument_func

@@ -691,7 +691,8 @@ cdef void end_load_phase(Worker *w, int64_t now) noexcept nogil:
     if not w.scheduling:
         return
     w.scheduling = 0
-    hm_store_relaxed(&w.load_end_ns, <uint64_t>now)
+    # a wake-up that came late does not lengthen the load phase past its planned end
+    hm_store_relaxed(&w.load_end_ns, <uint64_t>(now if now < w.end_ns else w.end_ns))
     if w.open_loop:
         while w.next_k < w.n_local_slots:
             intended = pacer_intended_ns(&w.pacer, w.first_slot + w.next_k * w.slot_stride)
