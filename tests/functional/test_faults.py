@@ -206,7 +206,7 @@ def test_drip_times_out_on_time(fault_server: Any) -> None:
     assert report.errors == {"timeout": n}
     assert c.scheduled == c.sent == n
     # the last slot is due (n-1)/rate after the start; it then gets its timeout, plus at
-    # most 100 ms; 0.2 s covers run()'s own start-up and its 50 ms drain interval
+    # most 100 ms; 0.2 s covers run()'s own start-up and report
     schedule_s = (n - 1) / rate
     assert elapsed < schedule_s + timeout_s + 0.1 + 0.2, elapsed
     stats = final_stats(server, report)

@@ -251,8 +251,8 @@ cdef class Aggregator:
 
 
 cdef class Engine:
-    """Runs one load phase. Python drives it: start(), drain() every ~100 ms, stop(),
-    join(); nothing here is called per request."""
+    """Runs one load phase. Python drives it: start(), drain() when wake_fd is readable
+    or every so often, stop(), join(); nothing here is called per request."""
 
     cdef Worker *workers
     cdef int32_t n_workers
@@ -267,8 +267,10 @@ cdef class Engine:
     cdef readonly Aggregator aggregator
     cdef readonly int64_t start_ns
     cdef bint started
+    cdef int _wake_fd
 
     def __cinit__(self):
+        self._wake_fd = -1
         self.workers = NULL
         self.n_workers = 0
         self.requests = NULL
@@ -329,10 +331,14 @@ cdef class Engine:
         if self.workers == NULL:
             raise MemoryError()
         self.n_workers = threads
+        self._wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self._wake_fd < 0:
+            raise OSError(errno, "eventfd failed")
         for i in range(threads):
             w = &self.workers[i]
             w.index = i
             w.epfd = -1
+            w.wake_fd = self._wake_fd
             w.open_loop = rate_num is not None or profile is not None
             if w.open_loop:
                 # slots are dealt round-robin: worker i sends i, i+T, i+2T, ... so the
@@ -382,6 +388,9 @@ cdef class Engine:
     def __dealloc__(self):
         cdef int32_t i, j
         cdef Worker *w
+        if self._wake_fd >= 0:
+            close(self._wake_fd)
+            self._wake_fd = -1
         free(self.requests)
         self.requests = NULL
         if self.workers == NULL:
@@ -419,6 +428,12 @@ cdef class Engine:
                                   name=f"hammer-worker-{i}", daemon=True)
             self.threads.append(t)
             t.start()
+
+    @property
+    def wake_fd(self) -> int:
+        """An eventfd the workers write to when one finishes and each time a quarter of a
+        ring has filled: the control loop drains when it is readable (and reads it)."""
+        return self._wake_fd
 
     def all_ready(self) -> bool:
         cdef int32_t i

@@ -131,6 +131,7 @@ cdef struct Worker:
     int32_t idle_head
     int32_t closed_head
     int epfd
+    int wake_fd                # the engine's eventfd: wakes the control loop to drain
     Conn *conns
     char *rbuf
     Ring ring
@@ -166,6 +167,10 @@ cdef void emit(Worker *w, Conn *c, int32_t status, uint16_t error, int64_t now) 
     while not ring_push(&w.ring, &res):
         counter_add(&w.ring_full_waits, 1)
         sleep_ns(50000)
+    if (w.ring.head & (w.ring.mask >> 2)) == 0:
+        # a quarter of the ring filled since the last call: have it drained now, not at
+        # the control loop's next timed wake (which may be too far off at high rates)
+        eventfd_write(w.wake_fd, 1)
     c.has_request = 0
     w.inflight -= 1
 
@@ -889,3 +894,4 @@ cdef void worker_run(Worker *w) noexcept nogil:
         if w.conns[i].fd >= 0:
             conn_close(w, &w.conns[i])  # frees its TLS state too
     hm_store_release(&w.finished, 1)
+    eventfd_write(w.wake_fd, 1)

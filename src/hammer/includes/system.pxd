@@ -44,6 +44,15 @@ cdef extern from "<unistd.h>" nogil:
     int close(int fd)
 
 
+cdef extern from "<sys/eventfd.h>" nogil:
+    ctypedef uint64_t eventfd_t
+    int eventfd(unsigned int initval, int flags)
+    int eventfd_write(int fd, eventfd_t value)
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+
+
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
