@@ -21,10 +21,10 @@ dev:
 	$(PYTHON) setup.py build_ext --inplace
 
 lint:
-	$(PYTHON) -m ruff check src tests
+	$(PYTHON) -m ruff check src tests bench
 
 test: system-deps install
-	$(PYTHON) -m ruff check src tests
+	$(PYTHON) -m ruff check src tests bench
 	$(PYTHON) -m pytest -q
 
 bench: install

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +66,9 @@ SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "
              "https-64",
              "threads-2")
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
-ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS, "wrk-t1", "wrk-t2")
+ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS, "wrk-t1", "wrk-t2",
+               "floor")
+FLOOR_SOURCE = Path(__file__).resolve().parent / "floor.c"
 
 
 def log(msg: str) -> None:
@@ -523,6 +526,28 @@ def parse_ab(out: str, err: str) -> Parsed:
                "percentiles_note": "ab prints whole milliseconds"})
 
 
+def parse_floor(out: str, err: str) -> Parsed:
+    done = _int(r"^requests (\d+)$", out)
+    if done is None:
+        raise ValueError("no 'requests N' line")
+    return Parsed(completed=done, errors=0)
+
+
+def compile_floor(workdir: Path) -> str | None:
+    """Build bench/floor.c (the bare C client that marks the kernel's floor); None if
+    there is no C compiler or it fails."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = workdir / "floor"
+    done = subprocess.run([cc, "-O2", "-o", str(exe), str(FLOOR_SOURCE)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        log(f"floor.c did not compile: {done.stderr.strip()[:500]}")
+        return None
+    return str(exe)
+
+
 def parse_h2load(out: str, err: str) -> Parsed:
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                   r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
@@ -548,15 +573,18 @@ class Client:
 class Tools:
     """Where each tool is, and how to run it."""
 
-    def __init__(self, wrk2: str | None) -> None:
+    def __init__(self, wrk2: str | None, floor: str | None = None) -> None:
         self.paths: dict[str, str | None] = {
             "wrk": shutil.which("wrk"), "hey": shutil.which("hey"), "ab": shutil.which("ab"),
             "h2load": shutil.which("h2load"), "hammer": sys.executable,
             "wrk2": wrk2 if wrk2 and os.access(wrk2, os.X_OK) else None,
+            "floor": floor,
         }
         self.wrk2_requested = wrk2
 
     def missing_note(self, tool: str) -> str:
+        if tool == "floor":
+            return "floor: not run (bench/floor.c did not compile: no cc?)"
         if tool == "wrk2":
             if self.wrk2_requested:
                 return f"wrk2: {self.wrk2_requested} is not executable; skipped"
@@ -591,12 +619,16 @@ class Tools:
         if c.tool == "h2load":
             return [exe, "--h1", "-c", str(p.connections), "-t", str(p.threads),
                     "-D", str(p.duration_s), p.url]
+        if c.tool == "floor":
+            u = urllib.parse.urlsplit(p.url)
+            return [exe, u.hostname or "", str(u.port), u.path or "/", str(p.connections),
+                    str(p.duration_s)]
         raise ValueError(c.tool)
 
 
 PARSERS: dict[str, Callable[[str, str], Parsed]] = {
     "hammer": parse_hammer, "wrk": parse_wrk, "wrk2": parse_wrk, "hey": parse_hey,
-    "ab": parse_ab, "h2load": parse_h2load,
+    "ab": parse_ab, "h2load": parse_h2load, "floor": parse_floor,
 }
 
 
@@ -629,6 +661,12 @@ def closed_peers(tools: Tools, base: Params, scenario: str) -> tuple[list[Client
                          "connections")
             continue
         clients.append(Client(tool, tool, base))
+    if tools.paths["floor"] is not None:
+        clients.append(Client("floor", "floor", base))
+    else:
+        notes.append(tools.missing_note("floor"))
+    notes.append("floor: bench/floor.c, a bare C client (one write and one read per "
+                 "request, no parsing, no measurement): the kernel's share, not a peer")
     if tools.paths["wrk2"] is not None:
         notes.append("wrk2: skipped (it has no closed-loop mode: -R is required)")
     return clients, notes
@@ -1087,7 +1125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"error: nginx not found at {args.nginx}")
         return 1
     scenarios = [s for s in SCENARIOS if not args.scenario or s in args.scenario]
-    tools = Tools(args.wrk2)
 
     notes: list[str] = []
     cpus = os.sched_getaffinity(0)
@@ -1104,7 +1141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": {"duration_s": duration_s, "rounds": args.rounds,
                  "connections": args.connections, "python": sys.version.split()[0],
                  "server_cpu": server_cpu, "client_cpu": client_cpu,
-                 "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                 "tools": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "notes": notes, "scenarios": {},
     }
     notes.append(compile_hammer())
@@ -1112,6 +1149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
     work = tmp / "client"
     work.mkdir()
+    tools = Tools(args.wrk2, compile_floor(tmp))
+    result["meta"]["tools"] = tools.paths
     nginx = Nginx(args.nginx, tmp / "nginx", server_cpu)
     out_lines: list[str] = []
     closed64: dict[str, ClientSummary] | None = None

@@ -39,3 +39,14 @@ def test_results_before_the_start_are_counted_but_not_in_a_second() -> None:
     agg.record_one(START - S, START - S, START - S + 10)
     assert agg.completed == 1
     assert all(row["completed"] == 0 for row in agg.time_series(3))
+
+
+def test_a_send_counts_in_the_second_it_was_due_and_completions_where_they_end() -> None:
+    agg = _core.Aggregator()
+    agg.start_ns = START
+    due = START + 3 * S - 1_000           # the last microsecond of second 2 (of 0..2)
+    agg.record_one(due, due + 5_000, due + 2 * S)  # sent 4 us late, done in second 4
+    agg.record_one(START + S, START + S, START + S + 10)
+    series = agg.time_series(5)
+    assert [row["sent"] for row in series] == [0, 1, 1, 0, 0]
+    assert [row["completed"] for row in series] == [0, 1, 0, 0, 1]

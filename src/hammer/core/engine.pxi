@@ -35,7 +35,7 @@ cdef enum:
 
 
 cdef struct SecondStats:
-    int64_t sent                    # written during this second
+    int64_t sent                    # sent, of the requests due during this second
     int64_t completed               # responses completed during this second
     int64_t errors                  # requests that failed during this second
     Hist latency                    # corrected latency of those completions (2 digits)
@@ -148,7 +148,9 @@ cdef class Aggregator:
             hist_record(&self.send_lag.h, r.write_ns - r.intended_ns)
             if t != NULL:
                 t.sent += 1
-            sec = self.second(r.write_ns)
+            # by the second it was due in, so that each second's achieved rate answers its
+            # target and a late last send still counts within the load phase
+            sec = self.second(r.intended_ns)
             if sec != NULL:
                 sec.sent += 1
         if r.late:
