@@ -30,12 +30,16 @@ DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 DEFAULT_SPIN_NS = 1_000_000
 
 
-def default_spin_ns(threads: int) -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return DEFAULT_SPIN_NS if threads < cpus else 0
+        return os.cpu_count() or 1
+
+
+def default_spin_ns(threads: int) -> int:
+    return DEFAULT_SPIN_NS if threads < usable_cpus() else 0
 DEFAULT_OPEN_CONNECTIONS = 64
 DEFAULT_CLOSED_CONNECTIONS = 10
 MAX_RATE_RPS = 100_000_000

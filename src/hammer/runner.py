@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hammer import exitcodes
-from hammer.config import ConfigError, RunConfig, make_config
+from hammer.config import ConfigError, RunConfig, make_config, usable_cpus
 from hammer.metrics import Report, build_report
 
 # Each wake of this loop costs 150-400 us of CPU on the VMs we measure on (Python with
@@ -123,6 +123,7 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
         max_requests=config.requests if config.requests is not None else -1,
         timeout_ns=config.timeout_ns,
         spin_ns=config.spin_ns,
+        batch_sched=rate is None and profile is None and config.threads > usable_cpus(),
         ring_capacity=ring_capacity,
     )
 
@@ -187,6 +188,10 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     if config.tls is not None and config.tls.insecure:
         report.notes.append("TLS certificates were NOT verified (--insecure)")
     report.notes.extend(plan.warnings)
+    if batch := engine.batch_sched_workers():
+        report.notes.append(f"{config.threads} worker threads share {usable_cpus()} CPU(s): "
+                            f"{batch} ran as SCHED_BATCH, so that a wake-up of one does not "
+                            "preempt another mid-batch")
     if plan.raise_soft_to is not None:
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")

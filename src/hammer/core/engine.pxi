@@ -283,6 +283,7 @@ cdef class Engine:
                  int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
                  int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
+                 bint batch_sched=False,
                  str unix_path=None, object profile=None, object poisson_seed=None,
                  dict tls=None, int ring_capacity=1 << 17):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
@@ -354,6 +355,7 @@ cdef class Engine:
             w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
             w.max_per_conn = max_per_conn
             w.spin_ns = spin_ns
+            w.batch_sched = batch_sched and not w.open_loop
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads
                 extra = 1 if i < max_requests % threads else 0
@@ -469,6 +471,14 @@ cdef class Engine:
             for i in range(self.n_workers):
                 total += agg.drain_ring(&self.workers[i].ring)
         return total
+
+    def batch_sched_workers(self) -> int:
+        """How many workers run as SCHED_BATCH (see Worker.batch_sched)."""
+        cdef int32_t i
+        cdef int n = 0
+        for i in range(self.n_workers):
+            n += <int>hm_load_relaxed(&self.workers[i].batch_sched_on)
+        return n
 
     def finished(self) -> bool:
         cdef int32_t i

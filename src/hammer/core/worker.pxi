@@ -98,6 +98,8 @@ cdef struct Worker:
     int64_t duration_ns        # -1: the load phase ends when the slots or budget run out
     int64_t timeout_ns
     int64_t spin_ns            # poll without sleeping this long before each slot
+    bint batch_sched           # run as SCHED_BATCH (closed loop, threads sharing CPUs)
+    uint64_t batch_sched_on    # set once the thread runs as SCHED_BATCH
     int64_t request_budget     # closed loop: requests this worker may start (-1: no cap)
     int64_t connect_timeout_ns
     int64_t max_per_conn       # requests per connection, then `Connection: close` (0: no cap)
@@ -784,6 +786,7 @@ cdef bint has_draining(Worker *w) noexcept nogil:
 
 cdef void worker_run(Worker *w) noexcept nogil:
     cdef int64_t drain_until
+    cdef sched_param sched
     cdef epoll_event events[MAX_EVENTS]
     cdef timespec ts
     cdef int n, k
@@ -793,6 +796,12 @@ cdef void worker_run(Worker *w) noexcept nogil:
     cdef Conn *c
     cdef int32_t i
     prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    if w.batch_sched:
+        # workers time-sharing a CPU: a wake-up of one (a response arrived) no longer
+        # preempts the other mid-batch; it runs when the other blocks in epoll_wait
+        sched.sched_priority = 0
+        if sched_setscheduler(0, SCHED_BATCH, &sched) == 0:
+            hm_store_relaxed(&w.batch_sched_on, 1)
     worker_connect_all(w)
     hm_store_release(&w.ready, 1)
     while hm_load_acquire(w.go) == 0:

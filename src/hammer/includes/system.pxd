@@ -55,6 +55,11 @@ cdef extern from "<sys/eventfd.h>" nogil:
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
+    struct sched_param:
+        int sched_priority
+    int sched_setscheduler(int pid, int policy, const sched_param *param)
+    enum:
+        SCHED_BATCH
 
 
 cdef extern from "<sys/prctl.h>" nogil:
