@@ -188,6 +188,11 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
         connection_times=engine.connection_times(),
         interrupted=interrupted,
     )
+    if counts.late:
+        report.notes.append(
+            f"{counts.late:,} of {counts.sent:,} requests sent waited for a free connection "
+            f"(all {config.connections:,} were busy); their latency counts from when they "
+            "were due. More connections (-c) would send them on time")
     if not counts.balanced():
         report.notes.append(
             f"accounting mismatch (a bug, please report it): scheduled {counts.scheduled} != "

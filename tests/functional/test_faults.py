@@ -269,6 +269,9 @@ def test_stall_everywhere_makes_requests_late(fault_server: Any) -> None:
     assert c.late == c.sent - connections
     assert c.unsent == c.scheduled - c.sent > 0
     assert (report.send_lag_ms["max"] or 0) > 200
+    assert f"{c.late} of {c.sent} requests sent waited for a free connection (all 4 were " \
+        "busy); their latency counts from when they were due. More connections (-c) would " \
+        "send them on time" in report.notes
     stats = final_stats(server, report)
     check_server_agrees(report, stats)
     assert stats["connections"] == connections, stats
