@@ -585,6 +585,15 @@ class Tools:
         }
         self.wrk2_requested = wrk2
 
+    def offer(self, tool: str, clients: list[Client], notes: list[str],
+              *candidates: Client) -> bool:
+        """Add the candidates (runs of `tool`) when the tool is here, else a note why not."""
+        if self.paths[tool] is None:
+            notes.append(self.missing_note(tool))
+            return False
+        clients.extend(candidates)
+        return True
+
     def missing_note(self, tool: str) -> str:
         if tool == "floor":
             return "floor: not run (bench/floor.c did not compile: no cc?)"
@@ -651,9 +660,6 @@ def closed_peers(tools: Tools, base: Params, scenario: str) -> tuple[list[Client
     clients = [Client("hammer", "hammer", base)]
     notes = []
     for tool in ("wrk", "hey", "ab", "h2load"):
-        if tools.paths[tool] is None:
-            notes.append(tools.missing_note(tool))
-            continue
         if scenario == "closed-10k" and tool == "ab":
             notes.append("ab: skipped at 10,000 connections (not run at this scale, per the "
                          "benchmark spec)")
@@ -663,13 +669,10 @@ def closed_peers(tools: Tools, base: Params, scenario: str) -> tuple[list[Client
                          "500 idle connections per host, so it cannot hold 10,000 keep-alive "
                          "connections")
             continue
-        clients.append(Client(tool, tool, base))
-    if tools.paths["floor"] is not None:
-        clients.append(Client("floor", "floor", base))
-    else:
-        notes.append(tools.missing_note("floor"))
-    notes.append("floor: bench/floor.c, a bare C client (one write and one read per "
-                 "request, no parsing, no measurement): the kernel's share, not a peer")
+        tools.offer(tool, clients, notes, Client(tool, tool, base))
+    if tools.offer("floor", clients, notes, Client("floor", "floor", base)):
+        notes.append("floor: bench/floor.c, a bare C client (one write and one read per "
+                     "request, no parsing, no measurement): the kernel's share, not a peer")
     if tools.paths["wrk2"] is not None:
         notes.append("wrk2: skipped (it has no closed-loop mode: -R is required)")
     return clients, notes
@@ -692,10 +695,7 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         hp = Params(nginx_tls_url, conns, 1, duration_s, hammer_extra=("--cacert", ca_file))
         clients = [Client("hammer", "hammer", hp)]
         notes = ["hammer verifies the certificate (--cacert); wrk does not verify"]
-        if tools.paths["wrk"] is not None:
-            clients.append(Client("wrk", "wrk", hp))
-        else:
-            notes.append(tools.missing_note("wrk"))
+        tools.offer("wrk", clients, notes, Client("wrk", "wrk", hp))
         return Scenario(name, f"closed loop, HTTPS (TLS 1.2, keep-alive), {conns} "
                               f"connections, 1 thread, GET /", clients, notes)
     if name == "64k":
@@ -713,11 +713,9 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         two = Params(small, conns, 2, duration_s)
         clients = [Client("hammer-t1", "hammer", p), Client("hammer-t2", "hammer", two)]
         notes = ["checks that hammer's CPU-µs/request does not grow > 10 % with -t 2"]
-        if tools.paths["wrk"]:
-            # the same pair for wrk: what two threads time-sharing one core cost any client
-            clients += [Client("wrk-t1", "wrk", p), Client("wrk-t2", "wrk", two)]
-        else:
-            notes.append(tools.missing_note("wrk"))
+        # the same pair for wrk: what two threads time-sharing one core cost any client
+        tools.offer("wrk", clients, notes, Client("wrk-t1", "wrk", p),
+                    Client("wrk-t2", "wrk", two))
         return Scenario(name, f"closed loop, {conns} connections, -t 1 vs -t 2 (both "
                               f"pinned to CPU {CLIENT_CPU}: the two threads share one core)",
                         clients, notes)
@@ -734,10 +732,7 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
                                                          "1ms")),
                        Client("hammer-spin0", "hammer",
                               Params(small, conns, 1, duration_s, rate, "0"))]
-        if tools.paths["wrk2"] is not None:
-            clients.append(Client("wrk2", "wrk2", op))
-        else:
-            notes.append(tools.missing_note("wrk2"))
+        tools.offer("wrk2", clients, notes, Client("wrk2", "wrk2", op))
         notes.append("wrk, hey, ab, h2load: skipped (no open-loop mode: hey -q throttles each "
                      "worker of a closed loop, h2load --rate paces connections)")
         desc = (f"open loop at {rate:,} req/s, {conns} connections, 1 thread, GET /"
@@ -1128,6 +1123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"error: nginx not found at {args.nginx}")
         return 1
     scenarios = [s for s in SCENARIOS if not args.scenario or s in args.scenario]
+    tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
+    tools = Tools(args.wrk2, compile_floor(tmp))
 
     notes: list[str] = []
     cpus = os.sched_getaffinity(0)
@@ -1144,16 +1141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": {"duration_s": duration_s, "rounds": args.rounds,
                  "connections": args.connections, "python": sys.version.split()[0],
                  "server_cpu": server_cpu, "client_cpu": client_cpu,
-                 "tools": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                 "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "notes": notes, "scenarios": {},
     }
     notes.append(compile_hammer())
     log(notes[-1])
-    tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
     work = tmp / "client"
     work.mkdir()
-    tools = Tools(args.wrk2, compile_floor(tmp))
-    result["meta"]["tools"] = tools.paths
     nginx = Nginx(args.nginx, tmp / "nginx", server_cpu)
     out_lines: list[str] = []
     closed64: dict[str, ClientSummary] | None = None

@@ -28,6 +28,16 @@ DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 # default only when a CPU is left over for everything else (the target, the control
 # plane): polling threads on every CPU make the schedule worse, not better.
 DEFAULT_SPIN_NS = 1_000_000
+DEFAULT_OPEN_CONNECTIONS = 64
+DEFAULT_CLOSED_CONNECTIONS = 10
+MAX_RATE_RPS = 100_000_000
+MIN_RATE_RPS = Fraction(1, 86_400)
+MAX_CONNECTIONS = 1_000_000
+MAX_THREADS = 256
+USER_AGENT = "hammer/0.1"
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
 def usable_cpus() -> int:
@@ -40,16 +50,6 @@ def usable_cpus() -> int:
 
 def default_spin_ns(threads: int) -> int:
     return DEFAULT_SPIN_NS if threads < usable_cpus() else 0
-DEFAULT_OPEN_CONNECTIONS = 64
-DEFAULT_CLOSED_CONNECTIONS = 10
-MAX_RATE_RPS = 100_000_000
-MIN_RATE_RPS = Fraction(1, 86_400)
-MAX_CONNECTIONS = 1_000_000
-MAX_THREADS = 256
-USER_AGENT = "hammer/0.1"
-_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
-_URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
 class ConfigError(ValueError):

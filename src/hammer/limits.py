@@ -126,9 +126,8 @@ def check_plan(host: HostLimits, connections: int, rate_rps: float | None = None
             f"widen net.ipv4.ip_local_port_range or use fewer connections")
     budget = host.new_connections_per_s
     reuse = host.tcp_tw_reuse == "1" or (host.tcp_tw_reuse == "2" and loopback)
-    if churn and reuse:
-        pass  # new connections reuse ports in TIME_WAIT: the budget does not bind
-    elif churn and rate_rps is not None and budget is not None and rate_rps > budget:
+    # with tcp_tw_reuse, new connections reuse ports in TIME_WAIT: the budget does not bind
+    if churn and not reuse and rate_rps is not None and budget is not None and rate_rps > budget:
         verdict.warnings.append(
             f"opening a connection per request at {rate_rps:,.0f}/s exceeds the "
             f"{budget:,.0f} new connections/s that {ports:,} ephemeral ports sustain with "

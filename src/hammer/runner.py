@@ -123,7 +123,7 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
         max_requests=config.requests if config.requests is not None else -1,
         timeout_ns=config.timeout_ns,
         spin_ns=config.spin_ns,
-        batch_sched=rate is None and profile is None and config.threads > usable_cpus(),
+        batch_sched=config.threads > usable_cpus(),  # the engine applies it to closed loop
         ring_capacity=ring_capacity,
     )
 

@@ -15,8 +15,6 @@ from typing import Any
 from hammer import exitcodes
 from servers import hammer_command
 
-SCHED_BATCH = os.SCHED_BATCH
-
 
 def _policies(pid: int) -> list[int]:
     """The scheduling policy of each thread of pid (sched_getscheduler takes a TID)."""
@@ -40,7 +38,7 @@ def _run_on_one_cpu(*args: str, ok_codes: tuple[int, ...] = (exitcodes.OK,)
     most_batch = 0
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:
-        most_batch = max(most_batch, _policies(proc.pid).count(SCHED_BATCH))
+        most_batch = max(most_batch, _policies(proc.pid).count(os.SCHED_BATCH))
         time.sleep(0.05)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode in ok_codes, err

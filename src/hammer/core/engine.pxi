@@ -140,6 +140,7 @@ cdef class Aggregator:
         cdef TargetStats *t = NULL
         cdef SecondStats *sec
         cdef int32_t status
+        cdef bint ok
         if r.target < self.n_targets:
             t = &self.targets[r.target]
         self.results += 1
@@ -168,8 +169,9 @@ cdef class Aggregator:
             sec.completed += 1
             hist_record(&sec.latency, r.done_ns - r.intended_ns)
         status = r.status if 0 < r.status < STATUS_SLOTS else 0
+        ok = 200 <= r.status < 400
         self.completed += 1
-        if 200 <= r.status < 400:
+        if ok:
             self.ok += 1
         else:
             self.http_error += 1
@@ -178,7 +180,7 @@ cdef class Aggregator:
         hist_record(&self.latency_uncorrected.h, r.done_ns - r.write_ns)
         if t != NULL:
             t.completed += 1
-            if 200 <= r.status < 400:
+            if ok:
                 t.ok += 1
             else:
                 t.http_error += 1
@@ -283,7 +285,7 @@ cdef class Engine:
                  int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
                  int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
-                 bint batch_sched=False,
+                 bint batch_sched=False,  # closed loop: workers run as SCHED_BATCH
                  str unix_path=None, object profile=None, object poisson_seed=None,
                  dict tls=None, int ring_capacity=1 << 17):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
