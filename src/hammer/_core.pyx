@@ -18,6 +18,7 @@ cdef extern from "<string.h>" nogil:
 
 include "core/clock.pxi"
 include "core/pacer.pxi"
+include "core/timer.pxi"
 include "core/hist.pxi"
 include "core/ring.pxi"
 include "core/framing.pxi"

@@ -105,45 +105,53 @@ def main() -> None:
               help="https: the client certificate's private key (PEM).")
 @click.option("--sni", default=None, metavar="NAME",
               help="https: server name to send and verify (default: the URL's host).")
+@click.option("--ok-status", default=None, metavar="LIST",
+              help="Statuses counted ok, e.g. 200,204,3xx,404 (default: 2xx and 3xx).")
+@click.option("--hammer", "hammer", default=None, metavar="KIND",
+              help="What a request is: http (the default, also HTTPHammer), a Python "
+                   "hammer as module:Class, or an installed hammer's name.")
+@click.option("--hammer-config", default=None, metavar="JSON|@PATH",
+              help="A Python hammer's options: a JSON object, or @file.json.")
+@click.option("--scenario", "scenario", default=None, metavar="PATH",
+              help="Run a scenario file (JSON or TOML; go-hammer's format too); flags given "
+                   "here override it.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
-def run(url: str | None, rate: str | None, connections: str | None, threads: str,
-        duration: str | None, requests: str | None, timeout: str, spin: str, method: str,
-        headers: tuple[str, ...], body: str | None, body_file: str | None,
-        targets: str | None, targets_format: str, random_order: bool, seed: int,
-        arrivals: str, disable_keepalive: bool, max_requests_per_conn: str | None,
-        connect_timeout: str | None, unix_socket: str | None, insecure: bool,
-        cacert: str | None, cert: str | None, key: str | None, sni: str | None,
-        json_path: str | None, quiet: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, url: str | None, json_path: str | None, quiet: bool,
+        scenario: str | None, **params: Any) -> None:
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
     open-loop demo against it (1,000 req/s for 3 s unless told otherwise).
     """
-    from hammer.config import ConfigError, RunConfig, make_config
-    from hammer.runner import run_cli
+    from hammer.errors import ConfigError
+    from hammer.runner import configure, run_cli
 
-    def configure(target_url: str | None) -> RunConfig:
-        return make_config(
-            target_url, rate=rate, connections=connections, threads=threads,
-            duration=duration, requests=requests, timeout=timeout, spin=spin,
-            method=method, headers=headers, body=body, body_file=body_file,
-            targets=targets, targets_format=targets_format, random_order=random_order,
-            seed=seed, disable_keepalive=disable_keepalive,
-            max_requests_per_conn=max_requests_per_conn, connect_timeout=connect_timeout,
-            unix_socket=unix_socket, arrivals=arrivals, insecure=insecure,
-            cacert=cacert, cert=cert, key=key, sni=sni,
-        )
+    # only what was given: the rest keeps make_config's defaults, or the scenario's
+    given = {name: value for name, value in params.items()
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    try:
+        if "hammer_config" in given:
+            given["hammer_config"] = _hammer_config(given["hammer_config"])
+        if scenario is not None:
+            from hammer.scenario import load_scenario
 
-    demo = url is None and targets is None
+            workload = load_scenario(scenario, overrides=given)
+            url = url or workload.pop("url", None)
+            given = workload
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+    demo = url is None and given.get("targets") is None and given.get("hammer") in (
+        None, "http", "HTTPHammer")
     if demo:
-        rate = rate if rate is not None else DEMO_RATE
-        if duration is None and requests is None:
-            duration = DEMO_DURATION
+        given.setdefault("rate", DEMO_RATE)
+        if given.get("duration") is None and given.get("requests") is None:
+            given["duration"] = DEMO_DURATION
     try:
         # options are checked before anything starts (the demo server included)
-        config = configure(url if not demo else "http://127.0.0.1:9/")
+        config = configure(url if not demo else "http://127.0.0.1:9/", **given)
     except ConfigError as exc:
         _fail_usage(str(exc))
     demo_server = None
@@ -153,11 +161,12 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
 
             demo_server = TargetServer(ServeConfig(host="127.0.0.1", port=0))
             url = demo_server.start_in_thread()
-            config = configure(url)
-            length = f"{duration}" if duration is not None else f"{requests} requests"
+            config = configure(url, **given)
+            length = (f"{given['duration']}" if given.get("duration") is not None
+                      else f"{given['requests']} requests")
             click.echo(f"hammer: no URL given: started the built-in target at {url}; "
-                       f"open loop at {rate}/s for {length}", err=True)
-        if insecure:
+                       f"open loop at {given['rate']}/s for {length}", err=True)
+        if given.get("insecure"):
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet)
@@ -167,6 +176,30 @@ def run(url: str | None, rate: str | None, connections: str | None, threads: str
         if demo_server is not None:
             demo_server.stop()
     sys.exit(code)
+
+
+def _hammer_config(text: str) -> dict[str, Any]:
+    """--hammer-config: a JSON object, or @PATH of a file holding one."""
+    import json
+
+    from hammer.errors import ConfigError
+
+    where = "--hammer-config"
+    if text.startswith("@"):
+        where = text[1:]
+        try:
+            with open(where, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {where}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                          f"{exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: a JSON object is needed, not {type(value).__name__}")
+    return value
 
 
 @main.command()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import math
 import os
 import re
 import socket
@@ -18,42 +17,15 @@ from fractions import Fraction
 from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit
 
-from hammer import pacer, units
+from hammer.errors import ConfigError
+from hammer.plan import Plan, as_count, as_ns, make_plan
 
-DEFAULT_DURATION_NS = 10 * units.NS_PER_S
-DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
-# Open loop: the worker stops sleeping this long before each slot and polls instead.
-# Waking from a sleep can be late by a millisecond or more on an idle (virtual) CPU;
-# polling keeps sends within microseconds of the schedule at the cost of CPU time. By
-# default only when a CPU is left over for everything else (the target, the control
-# plane): polling threads on every CPU make the schedule worse, not better.
-DEFAULT_SPIN_NS = 1_000_000
 DEFAULT_OPEN_CONNECTIONS = 64
 DEFAULT_CLOSED_CONNECTIONS = 10
-MAX_RATE_RPS = 100_000_000
-MIN_RATE_RPS = Fraction(1, 86_400)
-MAX_CONNECTIONS = 1_000_000
-MAX_THREADS = 256
 USER_AGENT = "hammer/0.1"
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. under taskset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_spin_ns(threads: int) -> int:
-    return DEFAULT_SPIN_NS if threads < usable_cpus() else 0
-
-
-class ConfigError(ValueError):
-    """A bad option or argument: reported as one line, exit code 2, nothing sent."""
 
 
 @dataclass(frozen=True)
@@ -119,54 +91,53 @@ class PreparedRequest:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """A run of the core's HTTP kind: the plan (when) and the requests (what)."""
+
     target: Target
+    plan: Plan
     method: str = "GET"
-    rate_rps: Fraction | None = None   # None: closed loop
     connections: int = DEFAULT_CLOSED_CONNECTIONS
-    threads: int = 1
-    duration_ns: int | None = DEFAULT_DURATION_NS  # None: until `requests` run out
-    requests: int | None = None
-    timeout_ns: int = DEFAULT_TIMEOUT_NS
-    spin_ns: int = DEFAULT_SPIN_NS
     requests_table: tuple[PreparedRequest, ...] = ()         # every target, in order
     random_order: bool = False
-    seed: int = 1
     max_requests_per_conn: int = 0       # 0: no cap; 1: a new connection per request
     connect_timeout_ns: int | None = None  # None: the request timeout
     unix_socket: str | None = None
-    rate_profile: pacer.RateProfile | None = None   # fitted to the run's duration
-    arrivals: str = "uniform"                         # or "poisson"
     tls: TlsOptions | None = None                     # https:// targets
+    ok_statuses: frozenset[int] | None = None         # None: 2xx and 3xx are ok
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted in every output
+
+    kind = "http"
+    concurrency_unit = "connection"
+
+    # the plan's fields, read through the config for brevity
+    rate_rps = property(lambda self: self.plan.rate_rps)
+    rate_profile = property(lambda self: self.plan.rate_profile)
+    arrivals = property(lambda self: self.plan.arrivals)
+    duration_ns = property(lambda self: self.plan.duration_ns)
+    requests = property(lambda self: self.plan.requests)
+    threads = property(lambda self: self.plan.threads)
+    timeout_ns = property(lambda self: self.plan.timeout_ns)
+    spin_ns = property(lambda self: self.plan.spin_ns)
+    seed = property(lambda self: self.plan.seed)
+    open_loop = property(lambda self: self.plan.open_loop)
+    mode = property(lambda self: self.plan.mode)
 
     @property
-    def request_bytes(self) -> bytes:
-        """The first target's keep-alive request, as sent."""
-        return self.requests_table[0].keep_alive
+    def label(self) -> str:
+        """What the run targets, for reports (secrets redacted)."""
+        return self.target.url
 
     @property
     def keepalive(self) -> bool:
         return self.max_requests_per_conn != 1
 
-    @property
-    def open_loop(self) -> bool:
-        return self.rate_rps is not None
-
-    @property
-    def mode(self) -> str:
-        return "open" if self.open_loop else "closed"
-
     def n_slots(self) -> int:
-        """Slots the open-loop schedule holds: slot i is due at i / rate seconds."""
-        if self.rate_rps is None:
-            raise ValueError("closed loop has no schedule")
-        candidates = []
-        if self.rate_profile is not None:
-            candidates.append(self.rate_profile.slots())
-        elif self.duration_ns is not None:
-            candidates.append(pacer.slots_within(self.duration_ns, self.rate_rps))
-        if self.requests is not None:
-            candidates.append(self.requests)
-        return min(candidates)
+        return self.plan.n_slots()
+
+    def report_fields(self) -> dict[str, object]:
+        """What the report says of this kind beyond the common fields."""
+        return {"kind": "http", "ok_status": sorted(self.ok_statuses)
+                if self.ok_statuses is not None else "2xx,3xx"}
 
 
 def redact_url(url: str) -> str:
@@ -274,62 +245,6 @@ def serialise_request(target: Target, method: str, headers: Iterable[tuple[str, 
     return head + body
 
 
-def _as_ns(value: str | float | int | None, what: str, *, allow_zero: bool = False) -> int | None:
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str):
-            ns = units.parse_duration_ns(value, allow_zero=allow_zero)
-        else:
-            if isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError
-            ns = int(Fraction(value) * units.NS_PER_S)
-            if ns < 0 or (ns == 0 and not allow_zero):
-                raise ValueError
-    except ValueError as exc:
-        detail = str(exc) if isinstance(value, str) else f"invalid {what} {value!r}"
-        raise ConfigError(f"{what}: {detail}" if what not in detail else detail) from None
-    return ns
-
-
-def _as_count(value: str | int | None, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"invalid {what} {value!r}")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ConfigError(f"invalid {what} '{value}': must be a positive whole number")
-        return value
-    try:
-        return units.parse_count(str(value), name=what)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _as_rate(value: str | float | int | Fraction | None) -> Fraction | None:
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str):
-            rate = units.parse_rate(value)
-        else:
-            if isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"invalid rate {value!r}")
-            if value <= 0:
-                raise ValueError(f"rate must be positive: '{value}'")
-            rate = Fraction(value).limit_denominator(10**6)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if rate < MIN_RATE_RPS:
-        raise ConfigError(f"rate {float(rate):g}/s is too small (at least one request a day)")
-    if rate > MAX_RATE_RPS:
-        raise ConfigError(
-            f"rate {float(rate):,.0f}/s is above the {MAX_RATE_RPS:,}/s hammer supports")
-    # keep the period representable exactly: numerator and denominator fit in int64
-    return rate.limit_denominator(10**9) if rate.denominator > 10**9 else rate
-
-
 def make_config(
     url: str | None,
     *,
@@ -358,19 +273,22 @@ def make_config(
     cert: str | None = None,
     key: str | None = None,
     sni: str | None = None,
+    ok_status: str | Iterable[int] | None = None,
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
-    rate_rps, profile, duration_ns, n_requests = _schedule(rate, arrivals, duration, requests)
-    n_threads, n_conns = _concurrency(threads, connections, open_loop=rate_rps is not None)
-    timeout_ns = _as_ns(timeout, "timeout")
-    assert timeout_ns is not None
-    spin_ns = None if spin == "auto" else _as_ns(spin, "spin", allow_zero=True)
-    if spin_ns is None:
-        spin_ns = default_spin_ns(n_threads)
-    if spin_ns > units.NS_PER_S:
-        raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
-    per_conn = _as_count(max_requests_per_conn, "max-requests-per-conn") or 0
+    plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
+                     concurrency=connections, threads=threads, timeout=timeout, spin=spin,
+                     seed=seed)
+    n_conns = plan.concurrency
+    if n_conns is None:
+        default = DEFAULT_OPEN_CONNECTIONS if plan.open_loop else DEFAULT_CLOSED_CONNECTIONS
+        n_conns = max(default, plan.threads)
+    if n_conns < plan.threads:
+        raise ConfigError(
+            f"connections ({n_conns}) must be at least threads ({plan.threads}): "
+            "each thread needs one")
+    per_conn = as_count(max_requests_per_conn, "max-requests-per-conn") or 0
     if disable_keepalive:
         if per_conn not in (0, 1):
             raise ConfigError("--disable-keepalive and --max-requests-per-conn disagree")
@@ -385,77 +303,38 @@ def make_config(
         resolve=unix_socket is None)
     return RunConfig(
         target=target,
+        plan=plan.with_concurrency(n_conns),
         method=table[0].method,
-        rate_rps=rate_rps,
         connections=n_conns,
-        threads=n_threads,
-        duration_ns=duration_ns,
-        requests=n_requests,
-        timeout_ns=timeout_ns,
-        spin_ns=spin_ns,
         requests_table=tuple(table),
         random_order=bool(random_order),
-        seed=int(seed),
         max_requests_per_conn=per_conn,
-        connect_timeout_ns=_as_ns(connect_timeout, "connect-timeout"),
+        connect_timeout_ns=as_ns(connect_timeout, "connect-timeout"),
         unix_socket=unix_socket,
-        rate_profile=profile,
-        arrivals=arrivals,
         tls=_tls(target, insecure, cacert, cert, key, sni),
+        ok_statuses=parse_ok_statuses(ok_status),
     )
 
 
-def _schedule(rate: str | float | int | Fraction | None, arrivals: str,
-              duration: str | float | int | None, requests: str | int | None,
-              ) -> tuple[Fraction | None, pacer.RateProfile | None, int | None, int | None]:
-    """The rate (None: closed loop), the rate profile if one was given, how long the
-    load phase lasts and how many requests it may schedule."""
-    profile = None
-    if isinstance(rate, str) and pacer.is_profile(rate):
-        try:
-            profile = pacer.parse_profile(rate)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        rate_rps = None
-    else:
-        rate_rps = _as_rate(rate)
-    if arrivals not in ("uniform", "poisson"):
-        raise ConfigError(f"unknown arrivals {arrivals!r} (use uniform or poisson)")
-    if arrivals == "poisson" and rate_rps is None:
-        raise ConfigError("--arrivals poisson needs a constant --rate")
-    duration_ns = _as_ns(duration, "duration")
-    n_requests = _as_count(requests, "requests")
-    if profile is not None:
-        if duration_ns is None:
-            duration_ns = (round(profile.duration_s * units.NS_PER_S) if profile.duration_s
-                           else DEFAULT_DURATION_NS)
-        profile = profile.fitted(duration_ns / units.NS_PER_S)
-        if profile.slots() < 1:
-            raise ConfigError(f"rate profile {profile.text!r} schedules no request")
-        # the mean rate: what reports show as the target
-        rate_rps = Fraction(profile.slots() * units.NS_PER_S, duration_ns).limit_denominator(
-            10**6)
-    if duration_ns is None and n_requests is None:
-        duration_ns = DEFAULT_DURATION_NS
-    return rate_rps, profile, duration_ns, n_requests
-
-
-def _concurrency(threads: str | int, connections: str | int | None,
-                 open_loop: bool) -> tuple[int, int]:
-    n_threads = _as_count(threads, "threads") or 1
-    n_conns = _as_count(connections, "connections")
-    if n_conns is None:
-        default = DEFAULT_OPEN_CONNECTIONS if open_loop else DEFAULT_CLOSED_CONNECTIONS
-        n_conns = max(default, n_threads)
-    if n_threads > MAX_THREADS:
-        raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
-    if n_conns > MAX_CONNECTIONS:
-        raise ConfigError(f"connections {n_conns:,} is more than the {MAX_CONNECTIONS:,} supported")
-    if n_conns < n_threads:
-        raise ConfigError(
-            f"connections ({n_conns}) must be at least threads ({n_threads}): "
-            "each thread needs one")
-    return n_threads, n_conns
+def parse_ok_statuses(value: str | Iterable[int] | None) -> frozenset[int] | None:
+    """`--ok-status 200,204,3xx,404`: the statuses counted ok (None: 2xx and 3xx)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ok: set[int] = set()
+    for item in items:
+        text = str(item).strip().lower()
+        if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
+            base = int(text[0]) * 100
+            ok.update(range(base, base + 100))
+        elif text.isdigit() and 100 <= int(text) <= 999:
+            ok.add(int(text))
+        else:
+            raise ConfigError(f"invalid ok status {str(item).strip()!r} "
+                              "(use codes and classes such as 200,204,3xx)")
+    if not ok:
+        raise ConfigError("--ok-status lists no status")
+    return frozenset(ok)
 
 
 def _body(body: str | bytes | None, body_file: str | os.PathLike[str] | None) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hammer.config import ConfigError
+from hammer.errors import ConfigError
 
 # descriptors a run needs beside its sockets: epoll instances, stdio, Python's own
 FD_OVERHEAD = 64

@@ -10,10 +10,34 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hammer.config import RunConfig
-
 SEND_LAG_SATURATION_MS = 1.0
 REPORT_VERSION = 1
+
+
+@dataclass
+class Totals:
+    """What a load phase measured, independent of who measured it: the core's
+    aggregator (counters and histograms, mergeable with Aggregator.add) and the
+    producer's own counters. Reports are built from totals, never from a live engine."""
+
+    aggregator: Any                  # hammer._core.Aggregator
+    duration_s: float
+    scheduled: int
+    unsent: int
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    ring_full_waits: int = 0
+    connection_times: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_engine(cls, engine: Any, duration_s: float) -> Totals:
+        """The totals of a finished engine whose rings were drained."""
+        counters = engine.counters()
+        return cls(aggregator=engine.aggregator, duration_s=duration_s,
+                   scheduled=counters["scheduled"], unsent=counters["unsent"],
+                   bytes_sent=counters["bytes_sent"], bytes_received=counters["bytes_received"],
+                   ring_full_waits=counters["ring_full_waits"],
+                   connection_times=engine.connection_times())
 
 
 @dataclass
@@ -35,7 +59,7 @@ class Counts:
 
 @dataclass
 class Report:
-    config: RunConfig
+    config: Any      # RunConfig, or a Python hammer's HammerConfig
     duration_s: float
     counts: Counts
     status: dict[str, int]
@@ -50,6 +74,8 @@ class Report:
     time_series: list[dict[str, Any]] = field(default_factory=list)
     connection_times: dict[str, Any] = field(default_factory=dict)
     interrupted: str | None = None
+    stopped: str | None = None          # why a hammer ended the run early (StopRun)
+    error_samples: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -85,10 +111,18 @@ class Report:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        from hammer.scenario import redact
+
+        data = self._to_dict()
+        secrets = getattr(self.config, "secrets", ())
+        return redact(data, secrets) if secrets else data
+
+    def _to_dict(self) -> dict[str, Any]:
         cfg = self.config
         return {
             "version": REPORT_VERSION,
-            "target": cfg.target.url,
+            "target": cfg.label,
+            "kind": cfg.kind,
             "mode": cfg.mode,
             "method": cfg.method,
             "duration_s": round(self.duration_s, 6),
@@ -117,12 +151,15 @@ class Report:
             "targets": [dict(t) for t in self.targets],
             "time_series": [dict(row) for row in self.time_series],
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
+            "hammer": cfg.report_fields(),
+            "error_samples": [dict(e) for e in self.error_samples],
             "saturated": self.saturation(),
             "notes": list(self.notes),
         }
 
 
-def target_count(config: RunConfig, t0_s: float, t1_s: float) -> float | None:
+def target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
     """Requests the schedule wanted in [t0, t1) (None in closed loop)."""
     if config.rate_profile is not None:
         return (config.rate_profile.count_within(t1_s)
@@ -132,7 +169,7 @@ def target_count(config: RunConfig, t0_s: float, t1_s: float) -> float | None:
     return None
 
 
-def time_series(config: RunConfig, rows: list[dict[str, Any]],
+def time_series(config: Any, rows: list[dict[str, Any]],
                 duration_s: float) -> list[dict[str, Any]]:
     """Per second of the load phase: target and achieved rate, throughput, errors and
     latency p50/p99 (a shorter last second is scaled to a rate)."""
@@ -153,19 +190,18 @@ def time_series(config: RunConfig, rows: list[dict[str, Any]],
     return out
 
 
-def build_report(config: RunConfig, engine: Any, duration_s: float,
-                 interrupted: str | None = None) -> Report:
-    """Totals from a finished engine (its rings fully drained) into a Report."""
-    agg = engine.aggregator
-    totals = engine.counters()
+def build_report(config: Any, totals: Totals, interrupted: str | None = None) -> Report:
+    """A Report from a run's config (RunConfig or a hammer's) and its totals."""
+    agg = totals.aggregator
+    duration_s = totals.duration_s
     counts = Counts(
-        scheduled=totals["scheduled"],
+        scheduled=totals.scheduled,
         sent=agg.sent,
         completed=agg.completed,
         ok=agg.ok,
         http_error=agg.http_error,
         error=agg.errors,
-        unsent=totals["unsent"],
+        unsent=totals.unsent,
         late=agg.late,
     )
     report = Report(
@@ -177,22 +213,23 @@ def build_report(config: RunConfig, engine: Any, duration_s: float,
         latency_ms=agg.latency.summary_ms(),
         latency_uncorrected_ms=agg.latency_uncorrected.summary_ms(),
         send_lag_ms=agg.send_lag.summary_ms(),
-        bytes_sent=totals["bytes_sent"],
-        bytes_received=totals["bytes_received"],
-        ring_full_waits=totals["ring_full_waits"],
+        bytes_sent=totals.bytes_sent,
+        bytes_received=totals.bytes_received,
+        ring_full_waits=totals.ring_full_waits,
         targets=[{"method": req.method, "url": req.url, **stats}
                  for req, stats in zip(config.requests_table, agg.target_breakdown(),
                                        strict=False)],
         time_series=time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
                                 duration_s),
-        connection_times=engine.connection_times(),
+        connection_times=totals.connection_times,
         interrupted=interrupted,
     )
     if counts.late:
+        unit = config.concurrency_unit  # "connection", "in-flight slot"
         report.notes.append(
-            f"{counts.late:,} of {counts.sent:,} requests sent waited for a free connection "
+            f"{counts.late:,} of {counts.sent:,} requests sent waited for a free {unit} "
             f"(all {config.connections:,} were busy); their latency counts from when they "
-            "were due. More connections (-c) would send them on time")
+            f"were due. More {unit}s (-c) would send them on time")
     if not counts.balanced():
         report.notes.append(
             f"accounting mismatch (a bug, please report it): scheduled {counts.scheduled} != "

@@ -31,6 +31,7 @@ _LATENCY_ROWS: tuple[tuple[str, str], ...] = (
     ("uncorrected", "latency_uncorrected_ms"),
     ("send lag", "send_lag_ms"),
 )
+MAX_TEXT_ERROR_SAMPLES = 3  # the JSON keeps more, with whole tracebacks
 _LABEL_WIDTH = 12  # "  requests    " -> 2 spaces indent + label padded to 12
 _TABLE_LABEL_WIDTH = 13
 _TABLE_COLUMN_WIDTH = 9
@@ -140,28 +141,34 @@ def _header(report: Mapping[str, Any]) -> list[str]:
     rate = _mapping(report.get("rate"))
     target_rps = _num(rate.get("target_rps"))
     if mode == "closed":
-        what = f"closed loop, {_plural(report.get('connections'), 'connection')}"
+        what = (f"closed loop, {_plural(report.get('connections'), 'connection')}"
+                if report.get("kind", "http") == "http"
+                else f"closed loop, {_count(report.get('connections'))} in flight")
     elif target_rps is None:
         what = f"{mode or 'open'} loop"
     else:
         what = f"{mode or 'open'} loop at {format_rate(target_rps)}"
     duration = _seconds(report.get("duration_s"))
     target = str(report.get("target", "-"))
-    method = str(report.get("method", "-"))
+    method = f" ({report['method']})" if report.get("method") else ""
 
     head = f"hammer: {what} for {duration}"
-    line = f"{head} against {target} ({method})"
+    line = f"{head} against {target}{method}"
     if len(line) <= MAX_WIDTH:
         lines = [line]
     else:  # Long URL: give it its own line, shortened in the middle if still too long.
         prefix = "  target "
         lines = [
-            f"{head} ({method})",
+            f"{head}{method}",
             prefix + _shorten(target, MAX_WIDTH - len(prefix)),
         ]
+    concurrency = (_plural(report.get("connections"), "connection")
+                   if report.get("kind", "http") == "http"
+                   else f"{_count(report.get('connections'))} in flight at most")
+    threads = (f"{_plural(report.get('threads'), 'thread')}, "
+               if report.get("kind", "http") == "http" else "")
     lines.append(
-        f"  {_plural(report.get('connections'), 'connection')}, "
-        f"{_plural(report.get('threads'), 'thread')}, "
+        f"  {concurrency}, {threads}"
         f"timeout {_seconds(report.get('timeout_s'))}"
     )
     return lines
@@ -255,6 +262,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         sep="   ",
     )
     lines += _tls_lines(report)
+    lines += _hammer_lines(report)
     lines += _targets_table(report)
     lines += _time_series_table(report)
     if notes:
@@ -278,6 +286,22 @@ def _tls_lines(report: Mapping[str, Any]) -> list[str]:
         f"connect p50 {_ms(connect.get('p50'))} ms",
         f"certificates {verified}",
     ], sep="   ")
+
+
+def _hammer_lines(report: Mapping[str, Any]) -> list[str]:
+    """A Python hammer's run: how hit() was called, why it stopped, the first errors."""
+    hammer = _mapping(report.get("hammer"))
+    if hammer.get("kind") != "python":
+        return []
+    lines = _section("hammer", [str(hammer.get("class", "-")), str(hammer.get("call", "-"))],
+                     sep="   ")
+    if report.get("stopped"):
+        lines.extend(_wrapped("  stopped     ", f"by the hammer: {report['stopped']}"))
+    for sample in list(report.get("error_samples") or ())[:MAX_TEXT_ERROR_SAMPLES]:
+        sample = _mapping(sample)
+        last = str(sample.get("traceback", "")).strip().splitlines()[-1:] or ["-"]
+        lines.extend(_wrapped("  first error ", f"slot {sample.get('slot')}: {last[0]}"))
+    return lines
 
 
 def _targets_table(report: Mapping[str, Any]) -> list[str]:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hammer import exitcodes
-from hammer.config import ConfigError, RunConfig, make_config, usable_cpus
-from hammer.metrics import Report, build_report
+from hammer.config import RunConfig, make_config
+from hammer.errors import ConfigError, HammerSetupError
+from hammer.hammers.python import HammerConfig
+from hammer.metrics import Report, Totals, build_report
+from hammer.plan import usable_cpus
 
 # Each wake of this loop costs 150-400 us of CPU on the VMs we measure on (Python with
 # cold caches, mostly), taken from a worker when they share a CPU: at 20k req/s, waking
@@ -90,40 +94,26 @@ class _Waker:
 def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any:
     from hammer import _core
 
-    rate = config.rate_rps
-    profile = config.rate_profile.as_core() if config.rate_profile is not None else None
-    poisson_seed = config.seed if config.arrivals == "poisson" else None
-    n_slots = 0
-    if poisson_seed is not None and rate is not None:
-        # how many arrivals fall within the duration depends on the draws
-        n_slots = config.requests or (1 << 62)
-        if config.duration_ns is not None:
-            n_slots = min(n_slots, _core.poisson_slots_within(
-                rate.numerator, rate.denominator, poisson_seed, config.duration_ns))
-    elif rate is not None:
-        n_slots = config.n_slots()
+    plan = config.plan
     return _core.Engine(
-        profile=profile,
-        poisson_seed=poisson_seed,
+        **plan.pacer_args(),
+        n_slots=plan.n_slots() if plan.open_loop else 0,
+        duration_ns=plan.duration_ns if plan.duration_ns is not None else -1,
+        max_requests=plan.requests if plan.requests is not None else -1,
+        timeout_ns=plan.timeout_ns,
+        spin_ns=plan.spin_ns,
+        seed=plan.seed,
+        threads=plan.threads,
+        connections=config.connections,
+        batch_sched=plan.threads > usable_cpus(),  # the engine applies it to closed loop
         tls=config.tls.for_core(config.target) if config.tls is not None else None,
         host=config.target.address,
         port=config.target.port,
         requests=[(r.keep_alive, r.closing, r.is_head) for r in config.requests_table],
         random_order=config.random_order,
-        seed=config.seed,
         max_per_conn=config.max_requests_per_conn,
         connect_timeout_ns=config.connect_timeout_ns or -1,
         unix_path=config.unix_socket,
-        threads=config.threads,
-        connections=config.connections,
-        rate_num=rate.numerator if rate is not None else None,
-        rate_den=rate.denominator if rate is not None else 1,
-        n_slots=n_slots,
-        duration_ns=config.duration_ns if config.duration_ns is not None else -1,
-        max_requests=config.requests if config.requests is not None else -1,
-        timeout_ns=config.timeout_ns,
-        spin_ns=config.spin_ns,
-        batch_sched=config.threads > usable_cpus(),  # the engine applies it to closed loop
         ring_capacity=ring_capacity,
     )
 
@@ -184,7 +174,8 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     engine.drain()
     load_end_ns = engine.counters()["load_end_ns"] or _core.monotonic_ns()
     duration_s = max(load_end_ns - start_ns, 0) / 1e9
-    report = build_report(config, engine, duration_s, interrupted=interrupt.reason)
+    report = build_report(config, Totals.from_engine(engine, duration_s),
+                          interrupted=interrupt.reason)
     if config.tls is not None and config.tls.insecure:
         report.notes.append("TLS certificates were NOT verified (--insecure)")
     report.notes.extend(plan.warnings)
@@ -220,32 +211,79 @@ def _install_signals(loop: asyncio.AbstractEventLoop, interrupt: Interrupt) -> l
     return installed
 
 
-async def _run_with_signals(config: RunConfig, progress: ProgressFn | None,
+async def _run_with_signals(config: RunConfig | HammerConfig, progress: ProgressFn | None,
                             interrupt: Interrupt) -> Report:
     loop = asyncio.get_running_loop()
     installed = _install_signals(loop, interrupt)
     try:
+        if isinstance(config, HammerConfig):
+            from hammer.hammers.python import run_python_hammer
+
+            report: Report = await run_python_hammer(config, interrupt=interrupt,
+                                                     progress=progress)
+            return report
         return await run_async(config, progress=progress, interrupt=interrupt)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
 
 
-def run(config: RunConfig | str | None = None, /, *, progress: ProgressFn | None = None,
-        **options: Any) -> Report:
+PLAN_OPTIONS = {"rate", "arrivals", "duration", "requests", "connections", "threads",
+                "timeout", "spin", "seed"}
+
+
+def configure(url: str | None = None, *, hammer: Any = None,
+              hammer_config: Mapping[str, Any] | None = None,
+              **options: Any) -> RunConfig | HammerConfig:
+    """Options (as make_config takes them) into the config of one run: the core's HTTP
+    kind unless `hammer` names another (a Hammer instance or class, `module:Class`, or
+    an installed entry point)."""
+    from hammer.hammers import is_http, make_hammer
+
+    secrets = tuple(options.pop("secrets", ()))
+    if hammer is None or (isinstance(hammer, str) and is_http(hammer)):
+        if hammer_config:
+            raise ConfigError("--hammer-config is for Python hammers; the HTTP kind takes "
+                              "its options as flags")
+        return dataclasses.replace(make_config(url, **options), secrets=secrets)
+    from hammer.hammers.python import make_hammer_config
+    from hammer.plan import make_plan
+
+    extra = sorted(k for k in options if k not in PLAN_OPTIONS)
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise ConfigError(f"{flag} is for the HTTP kind, not a Python hammer")
+    plan_options = {k: v for k, v in options.items() if k in PLAN_OPTIONS}
+    if "connections" in plan_options:
+        plan_options["concurrency"] = plan_options.pop("connections")
+    plan = make_plan(**plan_options)
+    if isinstance(hammer, str | type):
+        instance = make_hammer(hammer, hammer_config)
+    else:
+        if hammer_config:
+            raise ConfigError("hammer_config is for a hammer given by name or class")
+        instance = hammer
+    return dataclasses.replace(make_hammer_config(instance, plan, url=url), secrets=secrets)
+
+
+def run(config: RunConfig | HammerConfig | str | None = None, /, *,
+        progress: ProgressFn | None = None, hammer: Any = None,
+        hammer_config: Mapping[str, Any] | None = None, **options: Any) -> Report:
     """Run a load test and return its Report. The Python API and the CLI's `hammer run`.
 
         report = hammer.run("http://127.0.0.1:8080/", rate=1000, duration="5s")
         report = hammer.run(hammer.make_config(url, connections=64, duration=10))
+        report = hammer.run(hammer=MyHammer(), rate=1000, duration="5s")
 
-    Options are those of make_config(). SIGINT/SIGTERM stop the run gracefully and the
-    partial report is returned (report.interrupted names the signal).
+    Options are those of make_config(). `hammer` runs a Python hammer instead of the
+    core's HTTP kind. SIGINT/SIGTERM stop the run gracefully and the partial report is
+    returned (report.interrupted names the signal).
     """
     import uvloop
 
-    if not isinstance(config, RunConfig):
-        config = make_config(config if config is not None else options.pop("url", None),
-                             **options)
+    if not isinstance(config, RunConfig | HammerConfig):
+        url = config if config is not None else options.pop("url", None)
+        config = configure(url, hammer=hammer, hammer_config=hammer_config, **options)
     interrupt = Interrupt()
     return uvloop.run(_run_with_signals(config, progress, interrupt))
 
@@ -257,15 +295,16 @@ def _print_progress(snapshot: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
-def run_cli(config: RunConfig, *, json_path: str | None, quiet: bool) -> int:
+def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool) -> int:
     """`hammer run`: run, print the text report, write JSON; return the exit code."""
     from hammer.reporters import render_text, write_json_atomic
 
     show_progress = not quiet and sys.stderr.isatty()
     try:
         report = run(config, progress=_print_progress if show_progress else None)
-    except ConfigError:
-        raise
+    except HammerSetupError as exc:
+        print(f"hammer: error: {exc}", file=sys.stderr)
+        return exitcodes.FAILED
     except OSError as exc:
         print(f"hammer: error: {exc}", file=sys.stderr)
         return exitcodes.FAILED

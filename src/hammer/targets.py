@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hammer.config import ConfigError
+from hammer.errors import ConfigError
 
 _REQUEST_LINE = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s+(\S+)\s*$")
 MAX_TARGETS = 65535

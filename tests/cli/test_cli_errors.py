@@ -424,7 +424,7 @@ def test_non_ascii_path_is_percent_encoded() -> None:
     from hammer.config import make_config
 
     config = make_config("http://127.0.0.1:9/\u2603?q=\u00e9", requests=1)
-    assert config.request_bytes.startswith(b"GET /%E2%98%83?q=%C3%A9 HTTP/1.1\r\n")
+    assert config.requests_table[0].keep_alive.startswith(b"GET /%E2%98%83?q=%C3%A9 HTTP/1.1\r\n")
 
 
 def test_non_latin1_header_value_is_a_usage_error(engine: Recorder) -> None:

@@ -60,15 +60,20 @@ cdef class Aggregator:
     cdef readonly Histogram send_lag         # write - intended
     cdef public int64_t results, sent, completed, ok, http_error, errors, late
     cdef int64_t status_counts[STATUS_SLOTS]
-    cdef int64_t error_counts[ERR_COUNT]
+    cdef int64_t error_counts[256]
+    cdef uint8_t ok_table[STATUS_SLOTS]
+    cdef list error_names
     cdef TargetStats *targets
     cdef int32_t n_targets                   # with a breakdown (0: a single target)
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
 
-    def __cinit__(self, int n_targets=1):
+    def __cinit__(self, int n_targets=1, object ok_statuses=None):
         cdef int32_t i
+        self.error_names = list(ERROR_NAMES)
+        for i in range(STATUS_SLOTS):
+            self.ok_table[i] = 1 if (200 <= i < 400 if ok_statuses is None else i in ok_statuses) else 0
         self.latency = Histogram()
         self.latency_uncorrected = Histogram()
         self.send_lag = Histogram()
@@ -154,7 +159,7 @@ cdef class Aggregator:
             sec = self.second(r.intended_ns)
             if sec != NULL:
                 sec.sent += 1
-        if r.late:
+        if r.late & 1:
             self.late += 1
         sec = self.second(r.done_ns)
         if r.error != ERR_NONE:
@@ -169,7 +174,11 @@ cdef class Aggregator:
             sec.completed += 1
             hist_record(&sec.latency, r.done_ns - r.intended_ns)
         status = r.status if 0 < r.status < STATUS_SLOTS else 0
-        ok = 200 <= r.status < 400
+        ok = self.ok_table[status] != 0 if 0 < r.status < STATUS_SLOTS else False
+        if r.late & 2:
+            ok = True
+        elif r.late & 4:
+            ok = False
         self.completed += 1
         if ok:
             self.ok += 1
@@ -199,13 +208,22 @@ cdef class Aggregator:
             total += n
 
     def record_one(self, int64_t intended_ns, int64_t write_ns, int64_t done_ns,
-                   int status=200, int error=0, bint late=False) -> None:
+                   int status=200, int error=0, bint late=False, object ok=None,
+                   int target=0) -> None:
         """Record one result as a worker would have pushed it (tests and benchmarks)."""
         cdef Result r
         memset(&r, 0, sizeof(Result))
         r.intended_ns, r.write_ns, r.done_ns = intended_ns, write_ns, done_ns
         r.status, r.error, r.late = status, error, late
+        if ok is not None:
+            r.late |= 2 if ok else 4
         self.record(&r)
+
+    def register_error(self, str name) -> int:
+        if name in self.error_names:
+            return self.error_names.index(name)
+        self.error_names.append(name)
+        return len(self.error_names) - 1
 
     def status(self) -> dict:
         cdef int i
@@ -213,7 +231,7 @@ cdef class Aggregator:
 
     def error_classes(self) -> dict:
         cdef int i
-        return {ERROR_NAMES[i]: self.error_counts[i] for i in range(1, ERR_COUNT)
+        return {self.error_names[i]: self.error_counts[i] for i in range(1, len(self.error_names))
                 if self.error_counts[i]}
 
     def time_series(self, int64_t seconds) -> list:

@@ -1,0 +1,214 @@
+"""The plan: *when* requests go out, apart from *what* a request is (the hammer).
+
+A Plan holds the schedule (a constant rate, a rate profile or Poisson arrivals; none
+for a closed loop), how long it lasts and how many requests it may schedule, the
+concurrency, the per-request timeout and the seed. Every hammer kind, the core's HTTP
+and user-written Python hammers alike, is driven by the same Plan.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+from hammer import pacer, units
+from hammer.errors import ConfigError
+
+DEFAULT_DURATION_NS = 10 * units.NS_PER_S
+DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
+# Open loop: poll instead of sleeping this long before each slot (only while threads
+# < CPUs: polling threads on every CPU make the schedule worse, not better).
+DEFAULT_SPIN_NS = 1_000_000
+MAX_RATE_RPS = 100_000_000
+MIN_RATE_RPS = Fraction(1, 86_400)
+MAX_THREADS = 256
+MAX_CONCURRENCY = 1_000_000
+ARRIVALS = ("uniform", "poisson")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_spin_ns(threads: int) -> int:
+    return DEFAULT_SPIN_NS if threads < usable_cpus() else 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When: the schedule, its bounds, concurrency and timeouts. Validated once."""
+
+    rate_rps: Fraction | None = None   # None: closed loop; with a profile, its mean rate
+    rate_profile: pacer.RateProfile | None = None   # fitted to the duration
+    arrivals: str = "uniform"                         # or "poisson"
+    duration_ns: int | None = DEFAULT_DURATION_NS   # None: until `requests` run out
+    requests: int | None = None                      # the request budget
+    concurrency: int | None = None   # as given (-c); None: the hammer's own default
+    threads: int = 1
+    timeout_ns: int = DEFAULT_TIMEOUT_NS
+    spin_ns: int = DEFAULT_SPIN_NS
+    seed: int = 1
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_rps is not None
+
+    @property
+    def mode(self) -> str:
+        return "open" if self.open_loop else "closed"
+
+    def n_slots(self) -> int:
+        """Slots the open-loop schedule holds within its duration and request budget."""
+        if self.rate_rps is None:
+            raise ValueError("closed loop has no schedule")
+        candidates = []
+        if self.arrivals == "poisson":
+            # how many arrivals fall within the duration depends on the draws
+            if self.duration_ns is not None:
+                from hammer import _core
+
+                candidates.append(_core.poisson_slots_within(
+                    self.rate_rps.numerator, self.rate_rps.denominator, self.seed,
+                    self.duration_ns))
+        elif self.rate_profile is not None:
+            candidates.append(self.rate_profile.slots())
+        elif self.duration_ns is not None:
+            candidates.append(pacer.slots_within(self.duration_ns, self.rate_rps))
+        if self.requests is not None:
+            candidates.append(self.requests)
+        return min(candidates) if candidates else 1 << 62
+
+    def pacer_args(self) -> dict[str, object]:
+        """The schedule as the core's pacer takes it."""
+        rate = self.rate_rps
+        poisson = self.arrivals == "poisson" and rate is not None
+        return {
+            "rate_num": rate.numerator if rate is not None else None,
+            "rate_den": rate.denominator if rate is not None else 1,
+            "profile": self.rate_profile.as_core() if self.rate_profile is not None else None,
+            "poisson_seed": self.seed if poisson else None,
+        }
+
+    def with_concurrency(self, concurrency: int) -> Plan:
+        return replace(self, concurrency=concurrency)
+
+
+def as_ns(value: str | float | int | None, what: str, *, allow_zero: bool = False) -> int | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            ns = units.parse_duration_ns(value, allow_zero=allow_zero)
+        else:
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError
+            ns = int(Fraction(value) * units.NS_PER_S)
+            if ns < 0 or (ns == 0 and not allow_zero):
+                raise ValueError
+    except ValueError as exc:
+        detail = str(exc) if isinstance(value, str) else f"invalid {what} {value!r}"
+        raise ConfigError(f"{what}: {detail}" if what not in detail else detail) from None
+    return ns
+
+
+def as_count(value: str | int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid {what} {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ConfigError(f"invalid {what} '{value}': must be a positive whole number")
+        return value
+    try:
+        return units.parse_count(str(value), name=what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def as_rate(value: str | float | int | Fraction | None) -> Fraction | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            rate = units.parse_rate(value)
+        else:
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"invalid rate {value!r}")
+            if value <= 0:
+                raise ValueError(f"rate must be positive: '{value}'")
+            rate = Fraction(value).limit_denominator(10**6)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if rate < MIN_RATE_RPS:
+        raise ConfigError(f"rate {float(rate):g}/s is too small (at least one request a day)")
+    if rate > MAX_RATE_RPS:
+        raise ConfigError(
+            f"rate {float(rate):,.0f}/s is above the {MAX_RATE_RPS:,}/s hammer supports")
+    # keep the period representable exactly: numerator and denominator fit in int64
+    return rate.limit_denominator(10**9) if rate.denominator > 10**9 else rate
+
+
+def make_plan(
+    *,
+    rate: str | float | int | Fraction | None = None,
+    arrivals: str = "uniform",
+    duration: str | float | int | None = None,
+    requests: str | int | None = None,
+    concurrency: str | int | None = None,
+    threads: str | int = 1,
+    timeout: str | float | int = "10s",
+    spin: str | float | int | None = None,
+    seed: int = 1,
+) -> Plan:
+    """Validate the schedule options (strings as on the command line, or numbers:
+    seconds, req/s) into a Plan. Raises ConfigError with a one-line message."""
+    profile = None
+    if isinstance(rate, str) and pacer.is_profile(rate):
+        try:
+            profile = pacer.parse_profile(rate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        rate_rps = None
+    else:
+        rate_rps = as_rate(rate)
+    if arrivals not in ARRIVALS:
+        raise ConfigError(f"unknown arrivals {arrivals!r} (use uniform or poisson)")
+    if arrivals == "poisson" and rate_rps is None:
+        raise ConfigError("--arrivals poisson needs a constant --rate")
+    duration_ns = as_ns(duration, "duration")
+    n_requests = as_count(requests, "requests")
+    if profile is not None:
+        if duration_ns is None:
+            duration_ns = (round(profile.duration_s * units.NS_PER_S) if profile.duration_s
+                           else DEFAULT_DURATION_NS)
+        profile = profile.fitted(duration_ns / units.NS_PER_S)
+        if profile.slots() < 1:
+            raise ConfigError(f"rate profile {profile.text!r} schedules no request")
+        # the mean rate: what reports show as the target
+        rate_rps = Fraction(profile.slots() * units.NS_PER_S, duration_ns).limit_denominator(
+            10**6)
+    if duration_ns is None and n_requests is None:
+        duration_ns = DEFAULT_DURATION_NS
+    n_threads = as_count(threads, "threads") or 1
+    if n_threads > MAX_THREADS:
+        raise ConfigError(f"threads {n_threads} is more than the {MAX_THREADS} hammer supports")
+    n_conc = as_count(concurrency, "connections")
+    if n_conc is not None and n_conc > MAX_CONCURRENCY:
+        raise ConfigError(f"connections {n_conc:,} is more than the {MAX_CONCURRENCY:,} supported")
+    timeout_ns = as_ns(timeout, "timeout")
+    assert timeout_ns is not None
+    spin_ns = None if spin == "auto" else as_ns(spin, "spin", allow_zero=True)
+    if spin_ns is None:
+        spin_ns = default_spin_ns(n_threads)
+    if spin_ns > units.NS_PER_S:
+        raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
+    return Plan(rate_rps=rate_rps, rate_profile=profile, arrivals=arrivals,
+                duration_ns=duration_ns, requests=n_requests, concurrency=n_conc,
+                threads=n_threads, timeout_ns=timeout_ns, spin_ns=spin_ns, seed=int(seed))
