@@ -530,10 +530,12 @@ def parse_ab(out: str, err: str) -> Parsed:
 
 
 def parse_floor(out: str, err: str) -> Parsed:
+    """bench/floor.c: `requests N`, `errors N`, `seconds S` (the load phase)."""
     done = _int(r"^requests (\d+)$", out)
     if done is None:
         raise ValueError("no 'requests N' line")
-    return Parsed(completed=done, errors=0)
+    return Parsed(completed=done, errors=_int(r"^errors (\d+)$", out) or 0,
+                  duration_s=_float(r"^seconds ([\d.]+)$", out))
 
 
 def compile_floor(workdir: Path) -> str | None:
