@@ -15,7 +15,9 @@ percentiles the tool prints. With --baseline REF, every hammer client runs twice
 round, the second time as hammer-base (hammer as of REF, built into a temp dir), and the
 tables give their paired ratio. See bench/README.md.
 
-Standard library plus hammer only. Every run is bounded: the tool stops itself after the
+Standard library plus hammer, and tests/servers.py (standard library only) for what the
+tests do alike: free ports, finding nginx and its workers, stub_status, the test PKI.
+Every run is bounded: the tool stops itself after the
 duration, and the driver SIGKILLs it (by pid) DURATION + 30 s after the start.
 """
 
@@ -32,7 +34,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -48,6 +49,18 @@ from typing import Any
 from hammer import units
 
 HERE = Path(__file__).resolve().parent
+# the tests' helpers for local servers (tests/ is not a package: its conftest does the same)
+sys.path.insert(0, str(HERE.parent / "tests"))
+from servers import (  # noqa: E402
+    SERVER_EXT,
+    children_of,
+    find_nginx,
+    free_port,
+    make_ca,
+    make_leaf,
+    parse_stub_status,
+)
+
 TEMPLATE = HERE / "nginx.conf.template"
 HOST = "127.0.0.1"
 SERVER_CPU = 0
@@ -295,12 +308,6 @@ def build_hammer(ref: str, dest: Path, tool: str = "hammer-base") -> HammerBuild
 # -- nginx -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -325,21 +332,6 @@ def cpu_stat() -> dict[int, tuple[float, float]]:
                                       v[7] / CLK_TCK)
     except (OSError, ValueError, IndexError):
         pass
-    return out
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            out.append(int(entry.name))
     return out
 
 
@@ -370,22 +362,12 @@ class Nginx:
         return str(self.prefix / "pki" / "ca.pem")
 
     def _make_pki(self) -> None:
-        """A CA and a server certificate for localhost, made with the openssl command."""
+        """A CA (ca.pem) and a server certificate for localhost and 127.0.0.1 (server.pem,
+        server.key), as the tests make them, with the openssl command."""
         pki = self.prefix / "pki"
         pki.mkdir(exist_ok=True)
-
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
-
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                "/CN=bench-ca", "-keyout", "ca.key", "-out", "ca.pem",
-                "-addext", "basicConstraints=critical,CA:TRUE")
-        (pki / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-                "-keyout", "server.key", "-out", "server.csr")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", "server.pem",
-                "-extfile", "server.ext")
+        make_ca(pki, "ca")
+        make_leaf(pki, "server", "ca", SERVER_EXT)
 
     def start(self, attempts: int = 5) -> None:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
@@ -468,9 +450,7 @@ class Nginx:
             text = resp.read().decode()
         finally:
             conn.close()
-        nums = [int(x) for x in re.findall(r"\d+", text)]
-        keys = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
-        return dict(zip(keys, nums[:7], strict=True))
+        return parse_stub_status(text)
 
     def wait_idle(self, timeout: float = IDLE_WAIT_S) -> dict[str, int]:
         """Poll until only the status connection itself is active."""
@@ -1231,8 +1211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--client", action="extend", nargs="+", choices=ALL_CLIENTS, metavar="NAME",
                     help="only these clients (default all available)")
     ap.add_argument("--wrk2", metavar="PATH", help="a wrk2 binary (open-loop scenarios)")
-    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx",
-                    help="nginx binary (default: from PATH or /usr/sbin/nginx)")
+    ap.add_argument("--nginx", default=find_nginx() or "/usr/sbin/nginx",
+                    help="nginx binary (default: from PATH, else /usr/sbin/nginx, "
+                         "/usr/local/sbin/nginx or /usr/local/nginx/sbin/nginx)")
     ap.add_argument("--json", metavar="PATH", help="write every run and summary here")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client CPUs")
     ap.add_argument("--hammer-pythonpath", metavar="DIR",
