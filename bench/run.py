@@ -3,7 +3,7 @@
 
     python bench/run.py [--duration 10s] [--rounds 3] [--connections 64]
                         [--scenario NAME ...] [--client NAME ...] [--wrk2 PATH]
-                        [--json out.json]
+                        [--hammer-pythonpath DIR] [--baseline REF] [--json out.json]
 
 nginx (one worker, private config from bench/nginx.conf.template, a private prefix in a
 temp dir) runs pinned to CPU 0; every client runs pinned to CPU 1 (`taskset -c 1 ...`),
@@ -11,9 +11,13 @@ so each side has one core. Runs alternate over rounds (A B C A B C ...). For eac
 the driver records what the client says it completed, what nginx says it served
 (stub_status `requests` delta, minus the driver's own status queries), the client's CPU
 time and peak RSS from the rusage of exactly that child (os.wait4), and the latency
-percentiles the tool prints. See bench/README.md.
+percentiles the tool prints. With --baseline REF, every hammer client runs twice per
+round, the second time as hammer-base (hammer as of REF, built into a temp dir), and the
+tables give their paired ratio. See bench/README.md.
 
-Standard library plus hammer only. Every run is bounded: the tool stops itself after the
+Standard library plus hammer, and tests/servers.py (standard library only) for what the
+tests do alike: free ports, finding nginx and its workers, stub_status, the test PKI.
+Every run is bounded: the tool stops itself after the
 duration, and the driver SIGKILLs it (by pid) DURATION + 30 s after the start.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -29,7 +34,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -45,6 +49,18 @@ from typing import Any
 from hammer import units
 
 HERE = Path(__file__).resolve().parent
+# the tests' helpers for local servers (tests/ is not a package: its conftest does the same)
+sys.path.insert(0, str(HERE.parent / "tests"))
+from servers import (  # noqa: E402
+    SERVER_EXT,
+    children_of,
+    find_nginx,
+    free_port,
+    make_ca,
+    make_leaf,
+    parse_stub_status,
+)
+
 TEMPLATE = HERE / "nginx.conf.template"
 HOST = "127.0.0.1"
 SERVER_CPU = 0
@@ -69,7 +85,16 @@ SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "
              "https-64",
              "threads-2")
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
-ALL_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2", *PEERS, "wrk-t1", "wrk-t2",
+HAMMERS = ("hammer", "hammer-base")     # tools: hammer, and the --baseline build of it
+HAMMER_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2")
+
+
+def base_name(client: str) -> str:
+    """The name of a hammer client's twin on the --baseline build: hammer-t1 -> hammer-base-t1."""
+    return "hammer-base" + client.removeprefix("hammer")
+
+
+ALL_CLIENTS = (*HAMMER_CLIENTS, *map(base_name, HAMMER_CLIENTS), *PEERS, "wrk-t1", "wrk-t2",
                "floor")
 FLOOR_SOURCE = Path(__file__).resolve().parent / "floor.c"
 
@@ -133,7 +158,8 @@ def vm_hwm_kib(pid: int) -> int:
 
 
 def run_pinned(argv: Sequence[str], cpu: int | None, timeout_s: float, workdir: Path,
-               nofile_soft: int | None = None) -> ProcResult:
+               nofile_soft: int | None = None,
+               env: dict[str, str] | None = None) -> ProcResult:
     """Run argv (under `taskset -c CPU`, which execs it: the pid is the client's), wait
     for it with a hard timeout (SIGKILL by pid past it) and return its own rusage."""
     full = ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
@@ -144,7 +170,7 @@ def run_pinned(argv: Sequence[str], cpu: int | None, timeout_s: float, workdir: 
         # own session: a Ctrl-C reaches only the driver, which then kills the client
         proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 preexec_fn=_set_nofile(nofile_soft), cwd=workdir,
-                                start_new_session=True)
+                                env=env, start_new_session=True)
     timed_out = False
     pidfd = -1
     hwm = 0
@@ -199,26 +225,87 @@ def run_pinned(argv: Sequence[str], cpu: int | None, timeout_s: float, workdir: 
     )
 
 
-def compile_hammer() -> str:
-    """Byte-compile hammer's modules, as pip does when it installs a wheel, so that no run
-    pays for compiling them: an editable install with PYTHONDONTWRITEBYTECODE set would
-    otherwise recompile every module at every start (about 70 ms of CPU here)."""
+@dataclass
+class HammerBuild:
+    """Which hammer a hammer tool runs: the one `import hammer` finds (pythonpath None:
+    the installed one, as the driver itself imports), or the one in a directory put first
+    on PYTHONPATH (--hammer-pythonpath, or the --baseline build)."""
+
+    tool: str                   # "hammer" or "hammer-base"
+    pythonpath: str | None = None
+    ref: str | None = None      # --baseline: the git ref given, and the commit it named
+    commit: str | None = None
+    package: str = ""           # hammer's package directory, as this build imports it
+
+    def env(self) -> dict[str, str] | None:
+        """The client's environment (None: the driver's own)."""
+        if self.pythonpath is None:
+            return None
+        return {**os.environ, "PYTHONPATH": self.pythonpath}
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "hammer", *args]
+
+    def describe(self) -> str:
+        what = f"{self.ref} = {self.commit[:12]}, " if self.ref and self.commit else ""
+        return f"{self.tool}: {what}{self.package}"
+
+
+def compile_hammer(build: HammerBuild) -> str:
+    """Find the build's package and byte-compile its modules, as pip does when it installs
+    a wheel, so that no run pays for compiling them: an editable install with
+    PYTHONDONTWRITEBYTECODE set would otherwise recompile every module at every start
+    (about 70 ms of CPU here)."""
     import compileall
 
-    import hammer
-
-    pkg = Path(hammer.__file__).resolve().parent
+    found = subprocess.run([sys.executable, "-c", "import hammer; print(hammer.__file__)"],
+                           env=build.env(), capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise RuntimeError(f"{build.tool}: cannot import hammer "
+                           f"(PYTHONPATH={build.pythonpath}): {found.stderr.strip()[-300:]}")
+    pkg = Path(found.stdout.strip()).resolve().parent
+    build.package = str(pkg)
     ok = compileall.compile_dir(str(pkg), quiet=1)
-    return f"hammer's bytecode at {pkg}: " + ("compiled" if ok else "NOT compiled (read-only?)")
+    return (f"{build.describe()}: bytecode "
+            + ("compiled" if ok else "NOT compiled (read-only?)"))
+
+
+def build_hammer(ref: str, dest: Path, tool: str = "hammer-base") -> HammerBuild:
+    """Build hammer as of git ref (C extension included) into dest/site, a `pip install
+    --target` from `git archive REF`: neither the working tree nor the installed hammer is
+    touched. Run it with PYTHONPATH=dest/site."""
+    repo = HERE.parent
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
+                          f"{ref}^{{commit}}"], capture_output=True, text=True, check=False)
+    if rev.returncode != 0:
+        raise RuntimeError(f"--baseline {ref}: not a commit of the repository at {repo}")
+    commit = rev.stdout.strip()
+    src, site = dest / "src", dest / "site"
+    src.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "-C", str(repo), "archive", commit],
+                               stdout=subprocess.PIPE)
+    assert archive.stdout is not None
+    untar = subprocess.run(["tar", "-x", "-C", str(src)], stdin=archive.stdout,
+                           capture_output=True, text=True, check=False)
+    archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise RuntimeError(f"git archive {commit} | tar -x failed: {untar.stderr.strip()}")
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
+           "--disable-pip-version-check", "--quiet", "--target", str(site), str(src)]
+    # with setuptools and Cython here, build with them (quicker, no index needed); else
+    # pip's isolated build environment fetches what pyproject.toml requires
+    if all(importlib.util.find_spec(m) for m in ("setuptools", "Cython")):
+        pip.insert(4, "--no-build-isolation")
+    t0 = time.monotonic()
+    done = subprocess.run(pip, capture_output=True, text=True, check=False, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"building {ref} ({commit[:12]}) failed: "
+                           + " | ".join((done.stderr or done.stdout).strip().splitlines()[-5:]))
+    log(f"{tool}: built {ref} ({commit[:12]}) into {site} in {time.monotonic() - t0:.0f}s")
+    return HammerBuild(tool, str(site), ref, commit)
 
 
 # -- nginx -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -245,21 +332,6 @@ def cpu_stat() -> dict[int, tuple[float, float]]:
                                       v[7] / CLK_TCK)
     except (OSError, ValueError, IndexError):
         pass
-    return out
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            out.append(int(entry.name))
     return out
 
 
@@ -290,22 +362,12 @@ class Nginx:
         return str(self.prefix / "pki" / "ca.pem")
 
     def _make_pki(self) -> None:
-        """A CA and a server certificate for localhost, made with the openssl command."""
+        """A CA (ca.pem) and a server certificate for localhost and 127.0.0.1 (server.pem,
+        server.key), as the tests make them, with the openssl command."""
         pki = self.prefix / "pki"
         pki.mkdir(exist_ok=True)
-
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
-
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                "/CN=bench-ca", "-keyout", "ca.key", "-out", "ca.pem",
-                "-addext", "basicConstraints=critical,CA:TRUE")
-        (pki / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-                "-keyout", "server.key", "-out", "server.csr")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", "server.pem",
-                "-extfile", "server.ext")
+        make_ca(pki, "ca")
+        make_leaf(pki, "server", "ca", SERVER_EXT)
 
     def start(self, attempts: int = 5) -> None:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
@@ -388,9 +450,7 @@ class Nginx:
             text = resp.read().decode()
         finally:
             conn.close()
-        nums = [int(x) for x in re.findall(r"\d+", text)]
-        keys = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
-        return dict(zip(keys, nums[:7], strict=True))
+        return parse_stub_status(text)
 
     def wait_idle(self, timeout: float = IDLE_WAIT_S) -> dict[str, int]:
         """Poll until only the status connection itself is active."""
@@ -530,10 +590,12 @@ def parse_ab(out: str, err: str) -> Parsed:
 
 
 def parse_floor(out: str, err: str) -> Parsed:
+    """bench/floor.c: `requests N`, `errors N`, `seconds S` (the load phase)."""
     done = _int(r"^requests (\d+)$", out)
     if done is None:
         raise ValueError("no 'requests N' line")
-    return Parsed(completed=done, errors=0)
+    return Parsed(completed=done, errors=_int(r"^errors (\d+)$", out) or 0,
+                  duration_s=_float(r"^seconds ([\d.]+)$", out))
 
 
 def compile_floor(workdir: Path) -> str | None:
@@ -576,14 +638,34 @@ class Client:
 class Tools:
     """Where each tool is, and how to run it."""
 
-    def __init__(self, wrk2: str | None, floor: str | None = None) -> None:
+    def __init__(self, wrk2: str | None, floor: str | None = None,
+                 hammers: dict[str, HammerBuild] | None = None) -> None:
+        self.hammers = hammers or {"hammer": HammerBuild("hammer")}
         self.paths: dict[str, str | None] = {
             "wrk": shutil.which("wrk"), "hey": shutil.which("hey"), "ab": shutil.which("ab"),
-            "h2load": shutil.which("h2load"), "hammer": sys.executable,
+            "h2load": shutil.which("h2load"),
+            **{t: sys.executable if t in self.hammers else None for t in HAMMERS},
             "wrk2": wrk2 if wrk2 and os.access(wrk2, os.X_OK) else None,
             "floor": floor,
         }
         self.wrk2_requested = wrk2
+
+    def with_baseline(self, clients: list[Client]) -> list[Client]:
+        """With --baseline, each hammer client followed by its twin on the baseline build:
+        the same arguments, run right after it in every round, so the rounds pair them."""
+        if self.paths["hammer-base"] is None:
+            return clients
+        out = []
+        for c in clients:
+            out.append(c)
+            if c.tool == "hammer":
+                out.append(Client(base_name(c.name), "hammer-base", c.params))
+        return out
+
+    def env(self, c: Client) -> dict[str, str] | None:
+        """The client's environment: a hammer build's PYTHONPATH, else the driver's own."""
+        build = self.hammers.get(c.tool)
+        return build.env() if build else None
 
     def offer(self, tool: str, clients: list[Client], notes: list[str],
               *candidates: Client) -> bool:
@@ -609,7 +691,7 @@ class Tools:
         p = c.params
         exe = self.paths[c.tool]
         assert exe is not None
-        if c.tool == "hammer":
+        if c.tool in HAMMERS:
             argv = [exe, "-m", "hammer", "run", p.url, "-c", str(p.connections),
                     "-t", str(p.threads), "-d", f"{p.duration_s}s", "--json", "-", "-q"]
             if p.rate is not None:
@@ -639,8 +721,8 @@ class Tools:
 
 
 PARSERS: dict[str, Callable[[str, str], Parsed]] = {
-    "hammer": parse_hammer, "wrk": parse_wrk, "wrk2": parse_wrk, "hey": parse_hey,
-    "ab": parse_ab, "h2load": parse_h2load, "floor": parse_floor,
+    "hammer": parse_hammer, "hammer-base": parse_hammer, "wrk": parse_wrk, "wrk2": parse_wrk,
+    "hey": parse_hey, "ab": parse_ab, "h2load": parse_h2load, "floor": parse_floor,
 }
 
 
@@ -787,11 +869,11 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
     before = nginx.status()["requests"]
     calls0 = nginx.status_calls
     argv = tools.argv(client)
-    nofile = HAMMER_START_NOFILE if client.tool == "hammer" else None
+    nofile = HAMMER_START_NOFILE if client.tool in HAMMERS else None
     srv0 = sum(proc_cpu_s(pid) for pid in nginx.workers)
     cpus0 = cpu_stat()
     res = run_pinned(argv, client_cpu, client.params.duration_s + HARD_TIMEOUT_EXTRA_S,
-                     workdir, nofile_soft=nofile)
+                     workdir, nofile_soft=nofile, env=tools.env(client))
     cpus1 = cpu_stat()
     srv_cpu = sum(proc_cpu_s(pid) for pid in nginx.workers) - srv0
     # CPU time on the two cores that neither nginx nor the client accounts for: other
@@ -817,7 +899,7 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
     parsed = Parsed()
     if res.timed_out:
         failure = f"hard timeout: killed after {res.wall_s:.1f}s"
-    elif res.returncode != 0 and not (client.tool == "hammer" and res.returncode == 3):
+    elif res.returncode != 0 and not (client.tool in HAMMERS and res.returncode == 3):
         # hammer's exit 3: the run completed, but the generator fell behind its schedule
         # (the report says why: send lag, unsent); a measurement, not a failure
         tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
@@ -912,16 +994,20 @@ class ClientSummary:
     cpu_us_by_round: dict[int, float] = field(default_factory=dict)
 
 
-def summarise(runs: list[RunRecord], order: list[str],
-              hammer_fixed_cpu_s: float | None) -> list[ClientSummary]:
+def summarise(runs: list[RunRecord], clients: list[Client],
+              fixed_cpu_s: dict[str, float | None]) -> list[ClientSummary]:
+    """Per client, in the order given. fixed_cpu_s: each hammer build's fixed per-run CPU
+    (by tool; None when it could not be measured), subtracted for the net* column."""
     out = []
-    for name in order:
+    for client in clients:
+        name = client.name
         mine = [r for r in runs if r.client == name]
         good = [r for r in mine if r.ok]
         cpu = [r.cpu_us_per_request for r in good if r.cpu_us_per_request is not None]
         net = None
-        if name.startswith("hammer") and hammer_fixed_cpu_s is not None:
-            net = _med([max(r.cpu_user_s + r.cpu_sys_s - hammer_fixed_cpu_s, 0.0) * 1e6
+        fixed = fixed_cpu_s.get(client.tool)
+        if fixed is not None:
+            net = _med([max(r.cpu_user_s + r.cpu_sys_s - fixed, 0.0) * 1e6
                         / r.client_completed for r in good if r.client_completed])
         extra: dict[str, Any] = {}
         if good and "late" in good[0].extra and good[0].extra.get("target_rps"):
@@ -971,10 +1057,33 @@ def _paired(a: ClientSummary, b: ClientSummary) -> str:
             f"({ratios[0]:.2f}-{ratios[-1]:.2f}, {len(ratios)} rounds)")
 
 
+def _ratio_line(a: ClientSummary, b: ClientSummary) -> str:
+    """a against b: CPU-µs/req (and net*: a's against b's net*, or b's raw figure when b
+    has none) and req/s, as the ratio of the medians and paired round by round."""
+    assert a.cpu_us_median is not None and b.cpu_us_median is not None
+    rps = a.rps_median / b.rps_median if a.rps_median is not None and b.rps_median else None
+    b_net = b.cpu_us_net_median if b.cpu_us_net_median is not None else b.cpu_us_median
+    net = a.cpu_us_net_median / b_net if a.cpu_us_net_median is not None and b_net else None
+    return (f"{a.client}/{b.client}: CPU-µs/req x{a.cpu_us_median / b.cpu_us_median:.2f} "
+            f"(net* x{_fmt(net, '.2f')}), req/s x{_fmt(rps, '.2f')}" + _paired(a, b))
+
+
+def baseline_ratios(summaries: list[ClientSummary]) -> list[str]:
+    """Each hammer client against its twin on the --baseline build (below 1: the change
+    made hammer cheaper)."""
+    by = {s.client: s for s in summaries}
+    out = []
+    for s in summaries:
+        base = by.get(base_name(s.client)) if s.client in HAMMER_CLIENTS else None
+        if base is not None and s.cpu_us_median and base.cpu_us_median:
+            out.append(_ratio_line(s, base))
+    return out
+
+
 def render_table(sc: Scenario, summaries: list[ClientSummary],
                  reference: dict[str, ClientSummary] | None) -> str:
     lines = [f"== {sc.name}: {sc.description}"]
-    header = (f"  {'client':<13} {'req/s':>10} {'CPU-µs/req (min-max)':>24} {'net*':>6} "
+    header = (f"  {'client':<17} {'req/s':>10} {'CPU-µs/req (min-max)':>24} {'net*':>6} "
               f"{'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'nginx%':>6}  "
               f"{'server-client':<14} runs")
     lines.append(header)
@@ -982,7 +1091,7 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
         cpu = (f"{_fmt(s.cpu_us_median, '.2f')} ({_fmt(s.cpu_us_min, '.2f')}-"
                f"{_fmt(s.cpu_us_max, '.2f')})") if s.cpu_us_median is not None else "-"
         lines.append(
-            f"  {s.client:<13} {_fmt(s.rps_median, ',.0f'):>10} {cpu:>24} "
+            f"  {s.client:<17} {_fmt(s.rps_median, ',.0f'):>10} {cpu:>24} "
             f"{_fmt(s.cpu_us_net_median, '.2f'):>6} {_fmt(s.rss_mb_peak, '.1f'):>7} "
             f"{_fmt(s.p50_ms_median, '.3f'):>7} "
             f"{_fmt(s.p99_ms_median, '.3f'):>7} "
@@ -1000,23 +1109,16 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
         for f in s.failures:
             lines.append(f"  {s.client} {f}")
     by = {s.client: s for s in summaries}
-    hammers = [s for s in summaries if s.client.startswith("hammer") and s.cpu_us_median]
+    hammers = [s for s in summaries if s.client in HAMMER_CLIENTS and s.cpu_us_median]
     peers = [s for s in summaries if not s.client.startswith("hammer") and s.cpu_us_median]
     for h in hammers:
         for p in peers:
             if h.client[-3:-1] == p.client[-3:-1] == "-t" and h.client[-1] != p.client[-1]:
                 continue  # threads-2: compare like thread counts only
-            assert h.cpu_us_median is not None and p.cpu_us_median is not None
-            rps = (h.rps_median / p.rps_median
-                   if h.rps_median is not None and p.rps_median else None)
-            cpu_ratio = h.cpu_us_median / p.cpu_us_median
-            net_ratio = (h.cpu_us_net_median / p.cpu_us_median
-                         if h.cpu_us_net_median is not None else None)
-            lines.append(f"  {h.client}/{p.client}: CPU-µs/req x{cpu_ratio:.2f} "
-                         f"(net* x{_fmt(net_ratio, '.2f')}), req/s x{_fmt(rps, '.2f')}"
-                         + _paired(h, p))
+            lines.append(f"  {_ratio_line(h, p)}")
+    lines.extend(f"  {line}" for line in baseline_ratios(summaries))
     if sc.name == "threads-2":
-        for tool in ("hammer", "wrk"):
+        for tool in ("hammer", "hammer-base", "wrk"):
             one, two = by.get(f"{tool}-t1"), by.get(f"{tool}-t2")
             if not (one and two and one.cpu_us_median and two.cpu_us_median):
                 continue
@@ -1049,12 +1151,12 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
 # -- the rest --------------------------------------------------------------------------
 
 
-def help_timing(workdir: Path, cpu: int | None) -> dict[str, Any]:
+def help_timing(workdir: Path, cpu: int | None, build: HammerBuild) -> dict[str, Any]:
     """`python -m hammer --help`: wall time, median of HELP_SAMPLES."""
     walls, cpus, bare = [], [], []
     ok = True
     for _ in range(HELP_SAMPLES):
-        res = run_pinned([sys.executable, "-m", "hammer", "--help"], cpu, 30, workdir)
+        res = run_pinned(build.command("--help"), cpu, 30, workdir, env=build.env())
         ok = ok and res.returncode == 0
         walls.append(res.wall_s)
         cpus.append(res.cpu_s)
@@ -1066,11 +1168,12 @@ def help_timing(workdir: Path, cpu: int | None) -> dict[str, Any]:
             "bare_python_wall_s_median": statistics.median(bare)}
 
 
-def hammer_fixed_cost(url: str, workdir: Path, cpu: int | None) -> dict[str, Any]:
+def hammer_fixed_cost(url: str, workdir: Path, cpu: int | None,
+                      build: HammerBuild) -> dict[str, Any]:
     """CPU of a 1-request hammer run (median of 3): interpreter start, imports, report.
     CPU-µs/request includes this per-run cost; it matters in short runs."""
-    samples = [run_pinned([sys.executable, "-m", "hammer", "run", url, "-n", "1", "-c", "1",
-                           "--json", "-", "-q"], cpu, 60, workdir) for _ in range(3)]
+    argv = build.command("run", url, "-n", "1", "-c", "1", "--json", "-", "-q")
+    samples = [run_pinned(argv, cpu, 60, workdir, env=build.env()) for _ in range(3)]
     return {"ok": all(r.returncode == 0 for r in samples),
             "cpu_s": statistics.median(r.cpu_s for r in samples),
             "wall_s": statistics.median(r.wall_s for r in samples),
@@ -1108,10 +1211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--client", action="extend", nargs="+", choices=ALL_CLIENTS, metavar="NAME",
                     help="only these clients (default all available)")
     ap.add_argument("--wrk2", metavar="PATH", help="a wrk2 binary (open-loop scenarios)")
-    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx",
-                    help="nginx binary (default: from PATH or /usr/sbin/nginx)")
+    ap.add_argument("--nginx", default=find_nginx() or "/usr/sbin/nginx",
+                    help="nginx binary (default: from PATH, else /usr/sbin/nginx, "
+                         "/usr/local/sbin/nginx or /usr/local/nginx/sbin/nginx)")
     ap.add_argument("--json", metavar="PATH", help="write every run and summary here")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client CPUs")
+    ap.add_argument("--hammer-pythonpath", metavar="DIR",
+                    help="run the hammer clients with PYTHONPATH=DIR (a build of hammer, e.g. "
+                         "`pip install --target DIR .`; default: the installed hammer)")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="build hammer as of git REF into a temp dir and run it as hammer-base "
+                         "beside every hammer client, with the same arguments; the tables "
+                         "give hammer/hammer-base paired round by round")
     args = ap.parse_args(argv)
     try:
         duration_s = parse_duration(args.duration)
@@ -1122,9 +1233,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.access(args.nginx, os.X_OK):
         log(f"error: nginx not found at {args.nginx}")
         return 1
+    if args.hammer_pythonpath and not Path(args.hammer_pythonpath).is_dir():
+        ap.error(f"--hammer-pythonpath: {args.hammer_pythonpath} is not a directory")
     scenarios = [s for s in SCENARIOS if not args.scenario or s in args.scenario]
     tmp = Path(tempfile.mkdtemp(prefix="hammer-bench-"))
-    tools = Tools(args.wrk2, compile_floor(tmp))
+    hammers = {"hammer": HammerBuild(
+        "hammer", str(Path(args.hammer_pythonpath).resolve()) if args.hammer_pythonpath
+        else None)}
+    try:
+        if args.baseline:
+            hammers["hammer-base"] = build_hammer(args.baseline, tmp / "baseline")
+        build_notes = [compile_hammer(b) for b in hammers.values()]
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        log(f"error: {exc}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 1
+    tools = Tools(args.wrk2, compile_floor(tmp), hammers)
 
     notes: list[str] = []
     cpus = os.sched_getaffinity(0)
@@ -1141,39 +1265,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": {"duration_s": duration_s, "rounds": args.rounds,
                  "connections": args.connections, "python": sys.version.split()[0],
                  "server_cpu": server_cpu, "client_cpu": client_cpu,
-                 "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                 "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "hammers": {t: asdict(b) for t, b in hammers.items()}},
         "notes": notes, "scenarios": {},
     }
-    notes.append(compile_hammer())
-    log(notes[-1])
+    for line in build_notes:
+        notes.append(line)
+        log(line)
     work = tmp / "client"
     work.mkdir()
     nginx = Nginx(args.nginx, tmp / "nginx", server_cpu)
-    out_lines: list[str] = []
+    head_lines: list[str] = []      # printed again at the end, after the tables
+    base_lines: list[str] = []      # hammer against hammer-base, every scenario
     closed64: dict[str, ClientSummary] | None = None
+    fixed_cpu_s: dict[str, float | None] = {}
     exit_code = 0
     try:
-        help_t = help_timing(work, client_cpu)
-        result["hammer_help"] = help_t
-        line = (f"python -m hammer --help: {help_t['wall_s_median'] * 1e3:.0f} ms wall (median "
+        for tool, build in hammers.items():
+            help_t = help_timing(work, client_cpu, build)
+            result[f"{tool.replace('-', '_')}_help"] = help_t
+            line = ("" if tool == "hammer" else f"{tool}: ") + (
+                f"python -m hammer --help: {help_t['wall_s_median'] * 1e3:.0f} ms wall (median "
                 f"of {HELP_SAMPLES}), {help_t['cpu_s_median'] * 1e3:.0f} ms CPU; bare "
                 f"`python -c pass`: {help_t['bare_python_wall_s_median'] * 1e3:.0f} ms"
                 + ("" if help_t["ok"] else "  [FAILED]"))
-        log(line)
-        out_lines.append(line)
+            log(line)
+            head_lines.append(line)
 
         nginx.start()
         result["meta"]["nginx"] = {"port": nginx.port, "prefix": str(nginx.prefix),
                                    "workers": nginx.workers, "pinning": nginx.pinning}
         log(f"nginx on {nginx.base_url} (master {nginx.proc.pid if nginx.proc else '?'}, "
             f"workers {nginx.workers}); " + "; ".join(nginx.pinning))
-        fixed = hammer_fixed_cost(nginx.base_url + "/", work, client_cpu)
-        result["hammer_fixed_cost"] = fixed
-        line = (f"hammer fixed cost per run (1-request run: start-up, imports, report): "
-                f"{fixed['cpu_s'] * 1e3:.0f} ms CPU, {fixed['wall_s'] * 1e3:.0f} ms wall, "
-                f"RSS {fixed['peak_rss_kib'] / 1024:.1f} MB" + ("" if fixed["ok"] else " [FAILED]"))
-        log(line)
-        out_lines.append(line)
+        for tool, build in hammers.items():
+            fixed = hammer_fixed_cost(nginx.base_url + "/", work, client_cpu, build)
+            result[f"{tool.replace('-', '_')}_fixed_cost"] = fixed
+            fixed_cpu_s[tool] = fixed["cpu_s"] if fixed["ok"] else None
+            line = (f"{tool} fixed cost per run (1-request run: start-up, imports, report): "
+                    f"{fixed['cpu_s'] * 1e3:.0f} ms CPU, {fixed['wall_s'] * 1e3:.0f} ms wall, "
+                    f"RSS {fixed['peak_rss_kib'] / 1024:.1f} MB"
+                    + ("" if fixed["ok"] else " [FAILED]"))
+            log(line)
+            head_lines.append(line)
 
         for name in scenarios:
             rate = None
@@ -1195,7 +1328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        if per_req else "")
                     + ("; nginx was not saturated, so the client set the max"
                        if busy is not None and busy < 0.9 else ""))
-            skipped = [c for c in sc.clients if args.client and c.name not in args.client]
+            sc.clients = tools.with_baseline(sc.clients)
+            # a baseline twin goes with its hammer client unless named itself
+            skipped = [c for c in sc.clients if args.client and c.name not in args.client
+                       and not (c.tool == "hammer-base"
+                                and "hammer" + c.name.removeprefix("hammer-base")
+                                in args.client)]
             if skipped:
                 sc.notes.append("not selected: " + ", ".join(c.name for c in skipped))
             sc.clients = [c for c in sc.clients if c not in skipped]
@@ -1213,20 +1351,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rec = failed_run(name, client, rnd, f"{type(exc).__name__}: {exc}")
                     runs.append(rec)
                     log(f"[{name} {rnd}/{rounds}] {client.name}: {describe(rec)}")
-            summaries = summarise(runs, [c.name for c in sc.clients],
-                                  fixed["cpu_s"] if fixed["ok"] else None)
+            summaries = summarise(runs, sc.clients, fixed_cpu_s)
+            base_lines.extend(f"{name}: {line}" for line in baseline_ratios(summaries))
             if name == "closed-64":
                 closed64 = {s.client: s for s in summaries}
             table = render_table(sc, summaries, closed64)
             print(table + "\n", flush=True)
-            out_lines.append(table)
             result["scenarios"][name] = {
                 "description": sc.description, "notes": sc.notes,
                 "calibration": asdict(calib) if calib else None, "rate": rate,
                 "summary": [asdict(s) for s in summaries], "runs": [asdict(r) for r in runs],
             }
-        print(out_lines[0])
-        print(out_lines[1])
+        for line in head_lines:
+            print(line)
+        if "hammer-base" in hammers:
+            base = hammers["hammer-base"]
+            print(f"hammer ({hammers['hammer'].package}) against hammer-base ({base.ref} = "
+                  f"{base.commit}) (CPU-µs/req below 1: hammer is cheaper):")
+            for line in base_lines or ["(no pair completed)"]:
+                print(f"  {line}")
+            result["baseline_ratios"] = base_lines
     except KeyboardInterrupt:
         log("interrupted: stopping")
         exit_code = 130

@@ -294,6 +294,22 @@ _NGINX_TLS_SERVER = """
 """
 
 
+STUB_STATUS_KEYS = ("active", "accepts", "handled", "requests", "reading", "writing",
+                    "waiting")
+
+
+def parse_stub_status(text: str) -> dict[str, int]:
+    """nginx stub_status's page as a dict of its seven numbers:
+
+        Active connections: 1
+        server accepts handled requests
+         5 5 7
+        Reading: 0 Writing: 1 Waiting: 0
+    """
+    nums = [int(x) for x in re.findall(r"\d+", text)]
+    return dict(zip(STUB_STATUS_KEYS, nums[:7], strict=True))
+
+
 @dataclass(frozen=True)
 class AccessLogEntry:
     msec: float  # wall-clock seconds (nginx $msec), not monotonic
@@ -363,16 +379,7 @@ class NginxServer:
             conn.close()
             # Counted even on failure: once connected, nginx accepted the connection.
             self._status_queries += 1
-        # Active connections: 1
-        # server accepts handled requests
-        #  5 5 7
-        # Reading: 0 Writing: 1 Waiting: 0
-        nums = [int(x) for x in re.findall(r"\d+", text)]
-        active, accepts, handled, requests, reading, writing, waiting = nums[:7]
-        return {
-            "active": active, "accepts": accepts, "handled": handled, "requests": requests,
-            "reading": reading, "writing": writing, "waiting": waiting,
-        }
+        return parse_stub_status(text)
 
     def _take_baseline(self) -> None:
         raw = self._raw_status()
@@ -440,7 +447,7 @@ class NginxServer:
     def stop(self, timeout: float = 5.0) -> int:
         """SIGQUIT (graceful), SIGKILL after `timeout` seconds (workers too)."""
         if self.returncode is None:
-            workers = _children(self.proc.pid)
+            workers = children_of(self.proc.pid)
             self.returncode = _stop_process(self.proc, signal.SIGQUIT, timeout)
             for pid in workers:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -448,7 +455,7 @@ class NginxServer:
         return self.returncode
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     """Direct children of pid (nginx workers), from /proc."""
     out = []
     for entry in Path("/proc").iterdir():
@@ -649,14 +656,21 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def _make_ca(d: Path, name: str) -> None:
+# a server certificate's extensions: valid for localhost and 127.0.0.1
+SERVER_EXT = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+
+
+def make_ca(d: Path, name: str) -> None:
+    """A self-signed CA in d: NAME.pem, NAME.key."""
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def _make_leaf(d: Path, name: str, ca: str, ext: str) -> None:
+def make_leaf(d: Path, name: str, ca: str, ext: str) -> None:
+    """A certificate (CN=NAME, extensions ext) signed by the CA ca in d: NAME.pem,
+    NAME.key."""
     (d / f"{name}.ext").write_text(ext)
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
              "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
@@ -667,12 +681,11 @@ def _make_leaf(d: Path, name: str, ca: str, ext: str) -> None:
 
 def make_test_pki(d: Path) -> PkiFiles:
     d.mkdir(parents=True, exist_ok=True)
-    server_ext = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
     for ca in ("test-ca", "untrusted-ca", "client-ca"):
-        _make_ca(d, ca)
-    _make_leaf(d, "server", "test-ca", server_ext)
-    _make_leaf(d, "untrusted", "untrusted-ca", server_ext)
-    _make_leaf(d, "client", "client-ca", "extendedKeyUsage=clientAuth\n")
+        make_ca(d, ca)
+    make_leaf(d, "server", "test-ca", SERVER_EXT)
+    make_leaf(d, "untrusted", "untrusted-ca", SERVER_EXT)
+    make_leaf(d, "client", "client-ca", "extendedKeyUsage=clientAuth\n")
     return PkiFiles(
         ca=str(d / "test-ca.pem"), server_cert=str(d / "server.pem"),
         server_key=str(d / "server.key"), untrusted_ca=str(d / "untrusted-ca.pem"),

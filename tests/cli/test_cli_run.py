@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from hammer import exitcodes
-from servers import LOCALHOST, hammer_command
+from servers import LOCALHOST, free_port, hammer_command
 
 TIMEOUT = 60
 LATENCY_KEYS = {"min", "mean", "p50", "p90", "p99", "p99.9", "max"}
@@ -84,13 +83,6 @@ def check_contract(report: dict[str, Any]) -> None:
     assert counts["completed"] == counts["ok"] + counts["http_error"], counts
     assert sum(report["status"].values()) == counts["completed"], report["status"]
     assert sum(report["errors"].values()) == counts["error"], report["errors"]
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port with nothing listening (bound, read, closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- open loop
