@@ -15,7 +15,6 @@ waiting when its timeout has passed, or when the load phase ends, is unsent.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import time
 import traceback
@@ -34,6 +33,10 @@ START_DELAY_NS = 10_000_000       # slot 0 is due this long after the driver sta
 MIN_SWEEP_INTERVAL_S = 0.005      # timeouts are swept every 1 % of the timeout, within
 MAX_SWEEP_INTERVAL_S = 0.1        # these bounds (as the core's workers do)
 STOP_GRACE_S = 1.0                # after a stop signal, hits in flight get this long
+# A wake of the loop costs tens of microseconds here: the driver wakes at most once per
+# quantum and starts every slot due by then, each measured from its own intended time.
+# Slower than one slot per quantum, every slot gets its own wake.
+PACING_QUANTUM_NS = 250_000
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ class HammerConfig:
     def report_fields(self) -> dict[str, object]:
         call = ("async hit() on the event loop" if self.is_async
                 else f"plain hit() on a pool of {self.sync_threads} threads")
-        return {"kind": "python", "class": self.name, "call": call}
+        pacing = (f"a wake at most every {PACING_QUANTUM_NS // 1000} us starts the slots due "
+                  "by then" if self.plan.open_loop else None)
+        return {"kind": "python", "class": self.name, "call": call, "pacing": pacing}
 
 
 def make_hammer_config(hammer: Any, plan: Plan, url: str | None = None) -> HammerConfig:
@@ -144,8 +149,9 @@ class _Driver:
         self.bytes_out = 0
         self.stopped: str | None = None
         self.timed_out: set[int] = set()
-        self.deadlines: collections.deque[tuple[int, int, asyncio.Task[None]]] = \
-            collections.deque()
+        # hits in flight, in start order (so in deadline order):
+        # slot -> (deadline, task, intended time)
+        self.running: dict[int, tuple[int, asyncio.Task[None], int]] = {}
         self.finished: asyncio.Future[None] = loop.create_future()
         self.sweep_handle: asyncio.TimerHandle | None = None
         self.sweep_interval_s = min(max(plan.timeout_ns / 1e9 / 100, MIN_SWEEP_INTERVAL_S),
@@ -193,7 +199,8 @@ class _Driver:
         while self.scheduling and self.next_slot < self.n_slots:
             t = intended(self.next_slot)
             if t > now:
-                self.timer.arm_at(t if t < self.end_ns else self.end_ns)
+                wake = t if t - now >= PACING_QUANTUM_NS else now + PACING_QUANTUM_NS
+                self.timer.arm_at(wake if wake < self.end_ns else self.end_ns)
                 self.starved = False
                 return
             if now - t >= self.timeout_ns:
@@ -255,7 +262,8 @@ class _Driver:
 
     def _start_hit(self, slot: int, intended_ns: int, late: bool) -> None:
         task = self.loop.create_task(self.hit(slot, intended_ns, late))
-        self.deadlines.append((time.monotonic_ns() + self.timeout_ns, slot, task))
+        now = time.monotonic_ns()
+        self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
 
     async def _hit_async(self, slot: int, intended_ns: int, late: bool) -> None:
         start = time.monotonic_ns()
@@ -273,7 +281,7 @@ class _Driver:
             else:
                 self._result(slot, intended_ns or start, start, time.monotonic_ns(), late, result)
         finally:
-            self._hit_done()
+            self._hit_done(slot)
 
     async def _hit_sync(self, slot: int, intended_ns: int, late: bool) -> None:
         queued = time.monotonic_ns()
@@ -291,7 +299,7 @@ class _Driver:
             else:
                 self._result(slot, intended, start, done, late, result)
         finally:
-            self._hit_done()
+            self._hit_done(slot)
 
     def _call_sync(self, slot: int) -> tuple[int, int, Any, BaseException | None]:
         start = time.monotonic_ns()
@@ -301,7 +309,8 @@ class _Driver:
             return start, time.monotonic_ns(), None, exc
         return start, time.monotonic_ns(), result, None
 
-    def _hit_done(self) -> None:
+    def _hit_done(self, slot: int) -> None:
+        del self.running[slot]
         self.inflight -= 1
         if self.scheduling:
             if self.open_loop:
@@ -364,26 +373,38 @@ class _Driver:
 
     def _sweep(self) -> None:
         now = time.monotonic_ns()
-        deadlines = self.deadlines
-        while deadlines:
-            deadline, slot, task = deadlines[0]
-            if task.done():
-                deadlines.popleft()
-                continue
+        expired = []
+        for slot, (deadline, task, _) in self.running.items():
             if deadline > now:
                 break
-            deadlines.popleft()
+            if slot not in self.timed_out:
+                expired.append((slot, task))
+        for slot, task in expired:
             self.timed_out.add(slot)
-            task.cancel()
+            self._cancel(slot, task)
         if self.open_loop and self.starved and self.scheduling:
             self._dispatch(now)   # waiting slots past their deadline become unsent
         if not self.finished.done():
             self.sweep_handle = self.loop.call_later(self.sweep_interval_s, self._sweep)
 
     def cancel_all(self) -> None:
-        for _, _, task in self.deadlines:
-            if not task.done():
-                task.cancel()
+        for slot, (_, task, _) in list(self.running.items()):
+            self._cancel(slot, task)
+
+    def _cancel(self, slot: int, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        # a task cancelled before its first step never runs its body: account for it here
+        task.add_done_callback(lambda _: self._never_started(slot))
+
+    def _never_started(self, slot: int) -> None:
+        entry = self.running.get(slot)
+        if entry is None:
+            return  # the hit ran and accounted for itself
+        intended = entry[2]
+        reason = "timeout" if slot in self.timed_out else "cancelled"
+        self.timed_out.discard(slot)
+        self.record(intended, 0, time.monotonic_ns(), 0, self._code(reason), False, None, 0)
+        self._hit_done(slot)
 
     def close(self) -> None:
         if self.sweep_handle is not None:
