@@ -143,8 +143,8 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, quiet: bool,
             given = workload
     except ConfigError as exc:
         _fail_usage(str(exc))
-    demo = url is None and given.get("targets") is None and given.get("hammer") in (
-        None, "http", "HTTPHammer")
+    demo = (url is None and scenario is None and given.get("targets") is None
+            and given.get("hammer") in (None, "http", "HTTPHammer"))
     if demo:
         given.setdefault("rate", DEMO_RATE)
         if given.get("duration") is None and given.get("requests") is None:

@@ -115,6 +115,7 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
         connect_timeout_ns=config.connect_timeout_ns or -1,
         unix_path=config.unix_socket,
         ring_capacity=ring_capacity,
+        ok_statuses=config.ok_statuses,
     )
 
 
@@ -242,7 +243,7 @@ def configure(url: str | None = None, *, hammer: Any = None,
 
     secrets = tuple(options.pop("secrets", ()))
     if hammer is None or (isinstance(hammer, str) and is_http(hammer)):
-        if hammer_config:
+        if hammer_config is not None:
             raise ConfigError("--hammer-config is for Python hammers; the HTTP kind takes "
                               "its options as flags")
         return dataclasses.replace(make_config(url, **options), secrets=secrets)
@@ -260,7 +261,7 @@ def configure(url: str | None = None, *, hammer: Any = None,
     if isinstance(hammer, str | type):
         instance = make_hammer(hammer, hammer_config)
     else:
-        if hammer_config:
+        if hammer_config is not None:
             raise ConfigError("hammer_config is for a hammer given by name or class")
         instance = hammer
     return dataclasses.replace(make_hammer_config(instance, plan, url=url), secrets=secrets)

@@ -305,7 +305,7 @@ cdef class Engine:
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
                  bint batch_sched=False,  # closed loop: workers run as SCHED_BATCH
                  str unix_path=None, object profile=None, object poisson_seed=None,
-                 dict tls=None, int ring_capacity=1 << 17):
+                 dict tls=None, int ring_capacity=1 << 17, object ok_statuses=None):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
         rate_num/rate_den: requests per second as a fraction (None: closed loop);
         profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
@@ -344,7 +344,7 @@ cdef class Engine:
             self.requests[i].close = <const char *>close_
             self.requests[i].close_len = len(close_)
             self.requests[i].is_head = bool(is_head)
-        self.aggregator = Aggregator(self.n_requests)
+        self.aggregator = Aggregator(self.n_requests, ok_statuses=ok_statuses)
         if tls is not None:
             self.ssl_ctx = make_ssl_ctx(tls)
             self.tls_names = [(tls.get(k) or "").encode() or None

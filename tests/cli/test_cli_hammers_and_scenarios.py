@@ -1,0 +1,296 @@
+"""`hammer run --hammer ...` and `--scenario FILE` through the command line, against the
+built-in target server, whose counts must equal the report's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hammer import exitcodes
+from servers import hammer_command
+
+TIMEOUT = 60
+
+HAMMER_MODULE = '''
+import asyncio
+from urllib.parse import urlsplit
+
+from hammer.hammers import Hammer, StopRun
+
+
+class Get(Hammer):
+    """One GET per hit, on a keep-alive connection per hit in flight."""
+
+    def __init__(self, url=None, path="/"):
+        super().__init__()
+        self.url, self.path, self.idle = url, path, []
+
+    async def setup(self, ctx):
+        self.url = self.url or ctx.url
+        if self.url is None:
+            raise ValueError("no url: give one in --hammer-config or as the argument")
+
+    async def hit(self, slot):
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            parts = urlsplit(self.url)
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(f"GET {self.path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+        head = await reader.readuntil(b"\\r\\n\\r\\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+        await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return int(head.split(b" ")[1])
+
+    async def teardown(self):
+        for _, writer in self.idle:
+            writer.close()
+
+
+class Stop(Hammer):
+    async def hit(self, slot):
+        if slot == 9:
+            raise StopRun("ten is enough")
+
+
+class Secretive(Hammer):
+    def __init__(self, token):
+        super().__init__()
+        self.token = token
+
+    async def hit(self, slot):
+        raise RuntimeError(f"refused token {self.token}")
+'''
+
+
+@pytest.fixture
+def hammer_dir(tmp_path: Path) -> Path:
+    (tmp_path / "myhammers.py").write_text(textwrap.dedent(HAMMER_MODULE))
+    return tmp_path
+
+
+def hammer(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    if cwd is not None:
+        full_env["PYTHONPATH"] = str(cwd)
+    full_env.update(env or {})
+    return subprocess.run(hammer_command(*args), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False, cwd=cwd, env=full_env)
+
+
+def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode in (exitcodes.OK, exitcodes.SATURATED), proc.stderr
+    assert "Traceback" not in proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    counts = report["counts"]
+    assert counts["scheduled"] == (counts["ok"] + counts["http_error"] + counts["error"]
+                                   + counts["unsent"])
+    return report
+
+
+def usage_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == exitcodes.USAGE, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("hammer: error: ")
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- --hammer
+
+
+def test_python_hammer_from_the_command_line(target_server, hammer_dir: Path) -> None:
+    server = target_server(body_size="3")
+    proc = hammer("run", "--hammer", "myhammers:Get", "--hammer-config",
+                  json.dumps({"url": server.url}), "-r", "50", "-d", "1s", "--json", "-", "-q",
+                  cwd=hammer_dir)
+    report = report_of(proc)
+    assert report["kind"] == "python"
+    assert report["target"] == "python:myhammers:Get"
+    assert report["counts"]["ok"] == report["counts"]["scheduled"] == 50
+    assert server.wait_stats(requests=50)["responses"] == {"200": 50}
+
+
+def test_hammer_config_from_a_file_and_the_url_argument(target_server, hammer_dir: Path) -> None:
+    server = target_server(status=404)
+    (hammer_dir / "cfg.json").write_text(json.dumps({"path": "/x"}))
+    proc = hammer("run", server.url, "--hammer", "myhammers:Get", "--hammer-config",
+                  "@cfg.json", "-c", "2", "-n", "30", "--json", "-", "-q", cwd=hammer_dir)
+    report = report_of(proc)
+    assert report["mode"] == "closed"
+    assert report["status"] == {"404": 30}
+    assert report["counts"]["http_error"] == 30
+    assert server.wait_stats(requests=30)["requests"] == 30
+
+
+def test_installed_hammer_by_entry_point_name(target_server, hammer_dir: Path) -> None:
+    server = target_server()
+    dist = hammer_dir / "myhammers-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myhammers\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hammer.hammers]\nget = myhammers:Get\n")
+    proc = hammer("run", server.url, "--hammer", "get", "-n", "5", "-c", "1", "--json", "-",
+                  "-q", cwd=hammer_dir)
+    assert report_of(proc)["counts"]["ok"] == 5
+    line = usage_error(hammer("run", "--hammer", "nope", "-n", "1", cwd=hammer_dir))
+    assert "unknown hammer 'nope' (use module:Class, or one of: http, HTTPHammer, get)" in line
+
+
+def test_stop_run_exits_zero_with_the_reason(hammer_dir: Path) -> None:
+    proc = hammer("run", "--hammer", "myhammers:Stop", "-r", "100", "-d", "5s", cwd=hammer_dir)
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    assert "stopped     by the hammer: ten is enough" in proc.stdout
+    assert "scheduled 10" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--hammer", "nomodule:X"), "cannot import hammer module 'nomodule'"),
+    (("--hammer", "myhammers:Missing"), "module 'myhammers' has no 'Missing'"),
+    (("--hammer", "myhammers:Get", "--hammer-config", "{nope"),
+     "--hammer-config: invalid JSON at line 1 column 2"),
+    (("--hammer", "myhammers:Get", "--hammer-config", "[1]"),
+     "--hammer-config: a JSON object is needed, not list"),
+    (("--hammer", "myhammers:Get", "--hammer-config", '{"colour": 1}'),
+     "hammer myhammers:Get: bad config: "),
+    (("--hammer", "myhammers:Get", "-m", "POST"), "--method is for the HTTP kind"),
+    (("--hammer-config", "{}",), "--hammer-config is for Python hammers"),
+    (("--ok-status", "2xx,abc"), "invalid ok status 'abc'"),
+])
+def test_hammer_usage_errors(hammer_dir: Path, args: tuple[str, ...], message: str) -> None:
+    line = usage_error(hammer("run", "http://127.0.0.1:9/", "-n", "1", *args, cwd=hammer_dir))
+    assert message in line
+
+
+def test_failing_setup_is_one_line_and_exit_1(target_server, hammer_dir: Path) -> None:
+    server = target_server()
+    proc = hammer("run", "--hammer", "myhammers:Get", "-n", "3", cwd=hammer_dir)
+    assert proc.returncode == exitcodes.FAILED
+    assert proc.stderr.strip() == ("hammer: error: setup of myhammers:Get failed: ValueError: "
+                                   "no url: give one in --hammer-config or as the argument")
+    assert server.stats()["requests"] == 0
+
+
+def test_ok_status_makes_a_404_ok(target_server) -> None:
+    server = target_server(status=404)
+    proc = hammer("run", server.url, "-n", "20", "-c", "2", "--ok-status", "200,404",
+                  "--json", "-", "-q")
+    report = report_of(proc)
+    assert report["counts"]["ok"] == 20
+    assert report["counts"]["http_error"] == 0
+    assert report["hammer"]["ok_status"] == [200, 404]
+    assert server.wait_stats(requests=20)["responses"] == {"404": 20}
+
+
+# --------------------------------------------------------------------------- --scenario
+
+
+def test_go_hammer_scenario_runs_unchanged(target_server, tmp_path: Path) -> None:
+    server = target_server()
+    scenario = {"duration": 1, "tps": 20, "hammer": "HTTPHammer",
+                "hammerConfig": {"method": "GET", "endpoint": server.url,
+                                 "payload": "Hello World",
+                                 "headers": {"content-type": "application/json"}}}
+    path = tmp_path / "go-hammer.json"
+    path.write_text(json.dumps(scenario))
+    report = report_of(hammer("run", "--scenario", str(path), "--json", "-", "-q"))
+    assert report["kind"] == "http"
+    assert report["rate"]["target_rps"] == 20
+    assert report["duration_s"] == 1.0
+    assert report["counts"]["ok"] == report["counts"]["scheduled"] == 20
+    stats = server.wait_stats(requests=20)
+    assert stats["requests"] == 20
+    # each request carries the 11-byte payload: the server received it
+    assert report["bytes"]["sent"] == stats["bytes_received"]
+    assert stats["bytes_received"] > 20 * len("Hello World")
+
+
+def test_toml_scenario_with_hammer_options_and_command_line_overrides(
+        target_server, tmp_path: Path) -> None:
+    server = target_server()
+    path = tmp_path / "run.toml"
+    path.write_text(textwrap.dedent(f"""
+        url = "{server.url}"
+        rate = "40/s"
+        duration = "2s"
+        connections = 3
+        max-requests-per-conn = 5
+        header = ["X-Test: yes"]
+    """))
+    # -d on the command line overrides the file's duration
+    report = report_of(hammer("run", "--scenario", str(path), "-d", "1s", "--json", "-", "-q"))
+    assert report["duration_s"] == 1.0
+    assert report["connections"] == 3
+    assert report["max_requests_per_conn"] == 5
+    assert report["counts"]["ok"] == 40
+    stats = server.wait_stats(requests=40)
+    assert stats["connections_opened"] == 8   # 40 requests, 5 per connection
+
+
+def test_python_hammer_scenario(target_server, hammer_dir: Path) -> None:
+    server = target_server()
+    path = hammer_dir / "py.json"
+    path.write_text(json.dumps({"duration": 1, "tps": 30, "hammer": "myhammers:Get",
+                                "hammerConfig": {"url": server.url}}))
+    report = report_of(hammer("run", "--scenario", str(path), "--json", "-", "-q",
+                              cwd=hammer_dir))
+    assert report["kind"] == "python"
+    assert report["counts"]["ok"] == 30
+    assert server.wait_stats(requests=30)["requests"] == 30
+
+
+def test_environment_secrets_are_redacted_everywhere(target_server, hammer_dir: Path) -> None:
+    server = target_server()
+    path = hammer_dir / "secret.json"
+    path.write_text(json.dumps({
+        "url": server.url + "?key=${API_KEY}", "requests": 3, "connections": 1,
+        "header": ["Authorization: Bearer ${API_KEY}"]}))
+    secret = "s3cr3t-value-42"
+    proc = hammer("run", "--scenario", str(path), "--json", "-", cwd=hammer_dir,
+                  env={"API_KEY": secret})
+    report = report_of(proc)
+    assert report["counts"]["ok"] == 3
+    assert secret not in proc.stdout + proc.stderr
+    assert report["target"].endswith("?key=<redacted>")
+    # a Python hammer whose errors carry the secret: redacted in the text and the JSON
+    path.write_text(json.dumps({"hammer": "myhammers:Secretive", "requests": 2, "tps": 100,
+                                "hammer-config": {"token": "${API_KEY}"}}))
+    proc = hammer("run", "--scenario", str(path), "--json", "-", cwd=hammer_dir,
+                  env={"API_KEY": secret})
+    report = report_of(proc)
+    assert report["errors"] == {"RuntimeError": 2}
+    assert secret not in proc.stdout + proc.stderr
+    assert "refused token <redacted>" in report["error_samples"][0]["traceback"]
+
+
+@pytest.mark.parametrize(("content", "name", "message"), [
+    ('{"duration": 1, "tsp": 5}', "a.json", "a.json: unknown key 'tsp' (did you mean 'tps'?)"),
+    ('{"rate": 5, "conections": 2}', "a.json",
+     "a.json: unknown key 'conections' (did you mean 'connections'?)"),
+    ('{"hammerConfig": {"endpont": "http://127.0.0.1:9/"}}', "a.json",
+     "a.json: unknown key 'hammerConfig.endpont' (did you mean 'endpoint'?)"),
+    ('{\n  "duration": 1,\n  "tps": 5,,\n}', "a.json", "a.json: line 3 column 12: invalid JSON"),
+    ('rate = 5\nduration = = 2\n', "a.toml", "a.toml: invalid TOML: "),
+    ('rate = 5\n', "a.toml", "no URL given"),
+    ('{"url": "http://127.0.0.1:9/${NO_SUCH_VAR_X}"}', "a.json",
+     "environment variable NO_SUCH_VAR_X is not set"),
+    ('[1, 2]', "a.json", "a.json: a scenario is a JSON object"),
+])
+def test_scenario_errors_name_the_file_and_key(tmp_path: Path, content: str, name: str,
+                                               message: str) -> None:
+    (tmp_path / name).write_text(content)
+    line = usage_error(hammer("run", "--scenario", name, cwd=tmp_path))
+    assert message in line
+
+
+def test_missing_scenario_file(tmp_path: Path) -> None:
+    line = usage_error(hammer("run", "--scenario", "nope.json", cwd=tmp_path))
+    assert "cannot read scenario nope.json: No such file or directory" in line
