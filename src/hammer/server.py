@@ -17,6 +17,13 @@ The server side is the truth the tests compare against, so it counts:
 * ``arrivals_ns``: ``time.monotonic_ns()`` (CLOCK_MONOTONIC, comparable across
   processes on the machine) when each normal request's headers were complete.
 
+Two normal endpoints, counted like any other request, for flows that log in first:
+
+* ``POST /login`` -> ``200 {"token": "..."}``, a new bearer token (``logins`` counts them).
+* any request carrying ``Authorization: Bearer T`` gets the configured status when T
+  is a token this server issued, else ``401`` (``unauthorized`` counts them). Requests
+  without an Authorization header are answered as usual.
+
 Control endpoints, never counted, under ``/_hammer/``:
 
 * ``GET /_hammer/stats`` -> the counts above (minus arrivals) and ``"stalled"``.
@@ -36,6 +43,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import socket
 import sys
@@ -56,6 +64,8 @@ import httptools
 __all__ = ["ServeConfig", "ServerState", "TargetServer", "format_url", "serve_forever"]
 
 CONTROL_PREFIX = b"/_hammer/"
+LOGIN_PATH = b"/login"
+BEARER = b"bearer "
 _BACKLOG = 4096
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -125,6 +135,7 @@ class ServerState:
         self.body = b"x" * config.body_bytes
         self.connections: set[_HttpProtocol] = set()
         self.stall_until_ns = 0
+        self.tokens: set[bytes] = set()
         self._responses_cache: dict[tuple[bytes | None, bool], bytes] = {}
         self.connections_open = 0
         self.reset()
@@ -135,6 +146,20 @@ class ServerState:
         self.bytes_received = 0
         self.responses: dict[str, int] = {}
         self.arrivals: array[int] = array("q")
+        self.logins = 0
+        self.unauthorized = 0
+
+    def login_response(self, conn_header: bytes | None, head: bool) -> bytes:
+        self.logins += 1
+        token = f"t{self.logins}-{os.urandom(8).hex()}".encode()
+        self.tokens.add(token)
+        body = b'{"token": "' + token + b'"}'
+        return _build_response(200, b"application/json", body, conn_header, head)
+
+    def unauthorized_response(self, conn_header: bytes | None, head: bool) -> bytes:
+        self.unauthorized += 1
+        return _build_response(401, b"application/json", b'{"error": "unknown token"}',
+                               conn_header, head)
 
     def response_bytes(self, conn_header: bytes | None, head: bool) -> bytes:
         key = (conn_header, head)
@@ -154,6 +179,8 @@ class ServerState:
             "requests": self.requests,
             "bytes_received": self.bytes_received,
             "responses": dict(self.responses),
+            "logins": self.logins,
+            "unauthorized": self.unauthorized,
             "stalled": self.stalled(),
         }
 
@@ -192,6 +219,7 @@ class _Pending:
 class _HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "_arrival_ns",
+        "_authorization",
         "_body_ignored",
         "_closing",
         "_conn_header",
@@ -228,6 +256,7 @@ class _HttpProtocol(asyncio.Protocol):
         self._conn_header: bytes | None = None
         self._body_ignored = 0
         self._arrival_ns = 0
+        self._authorization: bytes | None = None
 
     # -- transport callbacks -------------------------------------------------------
 
@@ -291,9 +320,14 @@ class _HttpProtocol(asyncio.Protocol):
         self._in_message = True
         self._url_parts.clear()
         self._body_ignored = 0
+        self._authorization = None
 
     def on_url(self, url: bytes) -> None:
         self._url_parts.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 13 and name.lower() == b"authorization":
+            self._authorization = value
 
     def on_headers_complete(self) -> None:
         if self._closing:
@@ -336,12 +370,17 @@ class _HttpProtocol(asyncio.Protocol):
             item = _Pending(self._control_response(url), 0, None, close)
         else:
             state.requests += 1
-            item = _Pending(
-                state.response_bytes(self._conn_header, self._head),
-                self._arrival_ns + state.delay_ns,
-                state.status_key,
-                close,
-            )
+            status_key = state.status_key
+            auth = self._authorization
+            if auth is not None and auth[:7].lower() == BEARER and auth[7:] not in state.tokens:
+                data = state.unauthorized_response(self._conn_header, self._head)
+                status_key = "401"
+            elif self._method == b"POST" and b"".join(self._url_parts) == LOGIN_PATH:
+                data = state.login_response(self._conn_header, self._head)
+                status_key = "200"
+            else:
+                data = state.response_bytes(self._conn_header, self._head)
+            item = _Pending(data, self._arrival_ns + state.delay_ns, status_key, close)
         self._queue.append(item)
         if close:
             self._closing = True

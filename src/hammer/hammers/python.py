@@ -15,6 +15,7 @@ waiting when its timeout has passed, or when the load phase ends, is unsent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import time
 import traceback
@@ -428,6 +429,9 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
     try:
         await hammer.setup(ctx)
     except Exception as exc:
+        # teardown() still runs, so that what setup() opened before it failed is closed
+        with contextlib.suppress(Exception):
+            await hammer.teardown()
         raise HammerSetupError(f"setup of {config.name} failed: "
                                f"{type(exc).__name__}: {exc}") from exc
     plan = config.plan
