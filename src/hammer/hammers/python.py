@@ -15,8 +15,8 @@ waiting when its timeout has passed, or when the load phase ends, is unsent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass, field
