@@ -4,35 +4,6 @@
 import socket as _socket
 import threading as _threading
 
-cdef extern from "<arpa/inet.h>" nogil:
-    int inet_pton(int af, const char *src, void *dst)
-    uint16_t htons(uint16_t v)
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in_addr:
-        uint32_t s_addr
-    struct sockaddr_in:
-        sa_family_t sin_family
-        uint16_t sin_port
-        in_addr sin_addr
-    struct in6_addr:
-        unsigned char s6_addr[16]
-    struct sockaddr_in6:
-        sa_family_t sin6_family
-        uint16_t sin6_port
-        uint32_t sin6_flowinfo
-        in6_addr sin6_addr
-        uint32_t sin6_scope_id
-
-cdef enum:
-    DRAIN_BATCH = 4096
-    STATUS_SLOTS = 1000
-
-
-cdef enum:
-    MAX_TARGET_BREAKDOWN = 1024     # targets with their own status counts and histogram
-    MAX_SECONDS = 86400             # the per-second time series covers a day at most
-
 
 cdef struct SecondStats:
     int64_t sent                    # sent, of the requests due during this second
@@ -132,7 +103,7 @@ cdef class Aggregator:
         sec = &self.seconds[i]
         # a second's histogram is made when the second is first reached: one 36 KiB
         # allocation per second, never a burst of them inside a drain
-        if sec.latency.counts == NULL and hist_init(&sec.latency, HIST_HIGHEST, 2) != 0:
+        if sec.latency.counts == NULL and hist_init(&sec.latency, HIST_HIGHEST, SECOND_HIST_SIGFIGS) != 0:
             return NULL
         return sec
 
@@ -188,10 +159,10 @@ cdef class Aggregator:
             hist_record(&t.latency, r.done_ns - r.intended_ns)
 
     cdef uint64_t drain_ring(self, Ring *ring) noexcept nogil:
-        cdef Result batch[64]
+        cdef Result batch[AGG_BATCH]
         cdef uint64_t n, i, total = 0
         while True:
-            n = ring_pop(ring, batch, 64)
+            n = ring_pop(ring, batch, AGG_BATCH)
             if n == 0:
                 return total
             for i in range(n):
@@ -287,7 +258,7 @@ cdef class Engine:
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
                  bint batch_sched=False,  # closed loop: workers run as SCHED_BATCH
                  str unix_path=None, object profile=None, object poisson_seed=None,
-                 dict tls=None, int ring_capacity=1 << 17):
+                 dict tls=None, int ring_capacity=RING_CAPACITY_DEFAULT):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
         rate_num/rate_den: requests per second as a fraction (None: closed loop);
         profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
@@ -569,12 +540,6 @@ cdef SSL_CTX *make_ssl_ctx(dict tls) except NULL:
         SSL_CTX_free(ctx)
         raise
     return ctx
-
-
-cdef extern from "<sys/un.h>" nogil:
-    struct sockaddr_un:
-        sa_family_t sun_family
-        char sun_path[108]
 
 
 cdef int make_unix_sockaddr(str path, sockaddr_storage *addr, socklen_t *addrlen) except -1:

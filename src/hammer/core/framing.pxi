@@ -19,10 +19,6 @@ cdef enum:
     FR_PROTOCOL = -1        # malformed response
     FR_TOO_LARGE = -2       # header block over MAX_HEAD_BYTES
 
-cdef enum:
-    MAX_HEAD_BYTES = 65536
-    MAX_LINE_BYTES = 4096
-
 
 cdef struct Framer:
     int32_t state

@@ -140,12 +140,6 @@ cdef void hist_add(Hist *dst, const Hist *src) noexcept nogil:
             dst.max_value = src.max_value
 
 
-cdef int64_t HIST_HIGHEST = 3600000000000LL  # one hour, in ns
-cdef int HIST_SIGFIGS = 3
-HIST_HIGHEST_NS = HIST_HIGHEST
-HIST_SIGNIFICANT_FIGURES = HIST_SIGFIGS
-
-
 cdef dict hist_summary_ms(const Hist *h):
     """min, mean, p50, p90, p99, p99.9, max in milliseconds (None when empty)."""
     keys = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")

@@ -23,7 +23,6 @@ cdef enum:
     SEG_CONSTANT = 0
     SEG_RAMP = 1
     SEG_SINE = 2
-    MAX_SEGMENTS = 256
 
 
 cdef struct Segment:

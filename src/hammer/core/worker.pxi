@@ -39,14 +39,6 @@ cdef enum:  # stop levels, set by the control plane
     STOP_SCHEDULING = 1   # schedule no more; let in-flight requests finish
     STOP_NOW = 2          # cancel what is in flight and leave
 
-cdef enum:
-    MIN_SWEEP_INTERVAL_NS = 5000000      # timeouts are swept every 1 % of the shortest
-    MAX_SWEEP_INTERVAL_NS = 100000000    # timeout, within these bounds
-    RECONNECT_BACKOFF_NS = 5000000   # closed loop: pause after a connect error
-    MAX_EVENTS = 512
-    RBUF_BYTES = 262144
-    DRAIN_WAIT_NS = 1000000000      # how long a closing connection waits for the server's FIN
-
 
 cdef struct Request:
     # one target's pre-serialised request, in two variants: keep-alive, and with
@@ -168,7 +160,7 @@ cdef void emit(Worker *w, Conn *c, int32_t status, uint16_t error, int64_t now) 
     res.late = c.late
     while not ring_push(&w.ring, &res):
         counter_add(&w.ring_full_waits, 1)
-        sleep_ns(50000)
+        sleep_ns(RING_FULL_BACKOFF_NS)
     if (w.ring.head & (w.ring.mask >> 2)) == 0:
         # a quarter of the ring filled since the last call: have it drained now, not at
         # the control loop's next timed wake (which may be too far off at high rates)
@@ -564,7 +556,7 @@ cdef void save_carry(Worker *w, Conn *c, const char *p, size_t n) noexcept nogil
     cdef char *grown
     cdef uint32_t cap
     if n > c.carry_cap:
-        cap = 1024
+        cap = CARRY_MIN_BYTES
         while cap < n:
             cap *= 2
         grown = <char *>realloc(c.carry, cap)
@@ -759,7 +751,7 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
             connecting += 1
     while connecting > 0 and now < deadline and hm_load_relaxed(w.stop_level) == STOP_NONE:
         ts.tv_sec = 0
-        ts.tv_nsec = 10000000
+        ts.tv_nsec = CONNECT_POLL_NS
         n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
         now = clock_ns()
         for k in range(n):
@@ -812,7 +804,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
     w.scheduling = 1
     # a sweep reads every connection (cache misses at 10,000 of them): sweep as rarely
     # as the timeouts' precision allows
-    w.sweep_interval_ns = min(w.timeout_ns, w.connect_timeout_ns) // 100
+    w.sweep_interval_ns = min(w.timeout_ns, w.connect_timeout_ns) // SWEEP_DIVISOR
     if w.sweep_interval_ns < MIN_SWEEP_INTERVAL_NS:
         w.sweep_interval_ns = MIN_SWEEP_INTERVAL_NS
     elif w.sweep_interval_ns > MAX_SWEEP_INTERVAL_NS:
@@ -890,10 +882,10 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 conn_send(w, c)
     # connections that asked the server to close: give its FIN a moment (so it closes
     # first and keeps the TIME_WAIT), then close every socket
-    drain_until = clock_ns() + 200000000
+    drain_until = clock_ns() + FINAL_FIN_WAIT_NS
     while has_draining(w) and clock_ns() < drain_until:
         ts.tv_sec = 0
-        ts.tv_nsec = 10000000
+        ts.tv_nsec = CONNECT_POLL_NS
         n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
         for k in range(n):
             c = &w.conns[<uint32_t>events[k].data.u64]
