@@ -9,10 +9,12 @@ cdef enum:
     CARRY_MIN_BYTES = 1024          # first size of a connection's carry buffer (then doubles)
 
     # waits and polls
-    DRAIN_WAIT_NS = 1000000000      # how long a closing connection waits for the server's FIN
+    FIN_WAIT_NS = 1000000000        # how long a connection that asked the server to close
+                                    # waits for its FIN (then closes from our side)
     FINAL_FIN_WAIT_NS = 200000000   # at the end of the run, the same wait for all of them
     RING_FULL_BACKOFF_NS = 50000    # a worker whose result ring is full sleeps this long
-    CONNECT_POLL_NS = 10000000      # epoll wait while opening the connections (and at the end)
+    CONNECT_POLL_NS = 10000000      # epoll wait while opening the connections and in the
+                                    # final FIN wait
     RECONNECT_BACKOFF_NS = 5000000  # closed loop: pause after a connect error
 
     # timeouts are swept every 1 % of the shortest timeout, within these bounds

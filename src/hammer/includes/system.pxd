@@ -7,8 +7,8 @@ cdef extern from "hammer_c.h" nogil:
     uint64_t hm_load_relaxed(const uint64_t *p)
     void hm_store_release(uint64_t *p, uint64_t v)
     void hm_store_relaxed(uint64_t *p, uint64_t v)
-    uint64_t hm_fetch_add(uint64_t *p, uint64_t v)
     int64_t hm_muldiv(int64_t a, int64_t b, int64_t c)
+    uint64_t hm_mulhi64(uint64_t a, uint64_t n)
     int64_t hm_now_ns()
     int hm_clz64(uint64_t v)
 
@@ -17,18 +17,12 @@ cdef extern from "<errno.h>" nogil:
     int errno
     enum:
         EAGAIN
-        EWOULDBLOCK
         EINTR
         EINPROGRESS
         ECONNREFUSED
         ECONNRESET
         EPIPE
         ETIMEDOUT
-        EHOSTUNREACH
-        ENETUNREACH
-        EADDRNOTAVAIL
-        EMFILE
-        ENFILE
 
 
 cdef extern from "<time.h>" nogil:
@@ -40,7 +34,6 @@ cdef extern from "<time.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t count)
-    ssize_t write(int fd, const void *buf, size_t count)
     int close(int fd)
 
 
@@ -90,11 +83,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_CLOEXEC
         SOL_SOCKET
         SO_ERROR
-        SO_LINGER
         MSG_NOSIGNAL
-    struct linger:
-        int l_onoff
-        int l_linger
 
 
 cdef extern from "<netinet/in.h>" nogil:
@@ -149,9 +138,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLL_CLOEXEC
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
-        EPOLL_CTL_DEL
         EPOLLIN
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
-        EPOLLRDHUP
