@@ -239,8 +239,11 @@ cdef void conn_ready(Worker *w, Conn *c, int64_t now) noexcept nogil:
         on_idle(w, c, now)
 
 
-cdef void conn_save_carry(Worker *w, Conn *c, const char *p, size_t n) noexcept nogil:
-    """Keep the bytes of a partial frame for the next read (they go first in rbuf)."""
+cdef void conn_save_carry(Worker *w, Conn *c, const char *p, size_t n,
+                          int64_t now) noexcept nogil:
+    """Keep the bytes of a partial frame for the next read (they go first in rbuf). If
+    the buffer cannot grow, the request fails (socket_error): dropping the bytes would
+    frame the next read from the middle of a response."""
     cdef char *grown
     cdef uint32_t cap
     if n > c.carry_cap:
@@ -249,6 +252,7 @@ cdef void conn_save_carry(Worker *w, Conn *c, const char *p, size_t n) noexcept 
             cap *= 2
         grown = <char *>realloc(c.carry, cap)
         if grown == NULL:
+            conn_fail(w, c, ERR_SOCKET, now)
             return
         c.carry = grown
         c.carry_cap = cap
@@ -276,7 +280,7 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
     if n < 0:
         if n == -3 or errno == EAGAIN or errno == EINTR:
             if off:
-                conn_save_carry(w, c, w.rbuf, off)
+                conn_save_carry(w, c, w.rbuf, off, now)
             return
         conn_fail(w, c, classify_io_errno(c, errno), now)
         return
@@ -299,7 +303,7 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
     r = w.proto_hooks.on_bytes(w, c, w.rbuf, <size_t>n, &used, now)
     if r == PROTO_MORE:
         if used < <size_t>n:
-            conn_save_carry(w, c, w.rbuf + used, <size_t>n - used)
+            conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
     elif r < 0:
         conn_fail(w, c, <uint8_t>(-r), now)
 
