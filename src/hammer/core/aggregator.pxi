@@ -31,7 +31,7 @@ cdef class Aggregator:
     cdef int64_t status_counts[STATUS_SLOTS]
     cdef int64_t error_counts[ERR_COUNT]
     cdef TargetStats *targets
-    cdef int32_t n_targets                   # with a breakdown (0: a single target)
+    cdef uint32_t n_targets                  # with a breakdown (0: a single target)
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
@@ -123,7 +123,7 @@ cdef class Aggregator:
             sec = self.second(r.intended_ns)
             if sec != NULL:
                 sec.sent += 1
-        if r.late:
+        if r.flags & RF_LATE:
             self.late += 1
         sec = self.second(r.done_ns)
         if r.error != ERR_NONE:
@@ -138,7 +138,12 @@ cdef class Aggregator:
             sec.completed += 1
             hist_record(&sec.latency, r.done_ns - r.intended_ns)
         status = r.status if 0 < r.status < STATUS_SLOTS else 0
-        ok = 200 <= r.status < 400
+        if r.flags & RF_OK:
+            ok = True
+        elif r.flags & RF_NOT_OK:
+            ok = False
+        else:
+            ok = 200 <= r.status < 400
         self.completed += 1
         if ok:
             self.ok += 1
@@ -173,7 +178,8 @@ cdef class Aggregator:
         cdef Result r
         memset(&r, 0, sizeof(Result))
         r.intended_ns, r.write_ns, r.done_ns = intended_ns, write_ns, done_ns
-        r.status, r.error, r.late = status, error, late
+        r.status, r.error = status, error
+        r.flags = RF_LATE if late else 0
         self.record(&r)
 
     def status(self) -> dict:

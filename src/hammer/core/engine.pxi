@@ -55,8 +55,8 @@ cdef class Engine:
         cdef int family
         if threads < 1 or connections < threads:
             raise ValueError("need 1 <= threads <= connections")
-        if not 1 <= len(requests) <= 65535:
-            raise ValueError("need 1 to 65535 requests")
+        if not 1 <= len(requests) <= 0xFFFFFFFF:
+            raise ValueError("need 1 to 4,294,967,295 requests")
         memset(&addr, 0, sizeof(addr))
         if unix_path is not None:
             family = make_unix_sockaddr(unix_path, &addr, &addrlen)

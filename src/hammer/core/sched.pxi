@@ -71,9 +71,9 @@ cdef void emit_result(Worker *w, Conn *c, int32_t status, uint8_t error,
     res.write_ns = c.write_ns
     res.done_ns = now
     res.status = <int16_t>status
-    res.target = c.target
     res.error = error
-    res.late = c.late
+    res.flags = RF_LATE if c.late else 0
+    res.target = c.target
     while not ring_push(&w.ring, &res):
         counter_add(&w.ring_full_waits, 1)
         sleep_ns(RING_FULL_BACKOFF_NS)
