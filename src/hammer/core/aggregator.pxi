@@ -22,22 +22,43 @@ cdef struct TargetStats:
 
 cdef class Aggregator:
     """Accumulates results: three histograms (ns), outcome counters, status and errors,
-    and with several targets, a breakdown per target."""
+    and with several targets, a breakdown per target. Mergeable (add), like hdr_add.
+
+    ok policy: a result flagged RF_OK is ok and one flagged RF_NOT_OK is not, whatever
+    its status; otherwise its status decides through a table over 0..STATUS_SLOTS-1
+    (ok_statuses; None: 200..399), and a status outside the table is not ok.
+
+    Error classes: codes 1..ERR_COUNT-1 are the core's (ERROR_NAMES); register_error
+    gives other names codes ERR_COUNT..ERR_OTHER-1, then ERR_OTHER ("other") to all."""
 
     cdef readonly Histogram latency          # done - intended (coordinated-omission corrected)
     cdef readonly Histogram latency_uncorrected  # done - write
     cdef readonly Histogram send_lag         # write - intended
     cdef public int64_t results, sent, completed, ok, http_error, errors, late
     cdef int64_t status_counts[STATUS_SLOTS]
-    cdef int64_t error_counts[ERR_COUNT]
+    cdef int64_t error_counts[ERROR_SLOTS]
+    cdef uint8_t ok_table[STATUS_SLOTS]
+    cdef list error_names                    # by code (None at 0)
+    cdef dict error_codes                    # name -> code
     cdef TargetStats *targets
     cdef uint32_t n_targets                  # with a breakdown (0: a single target)
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
 
-    def __cinit__(self, int n_targets=1):
+    def __cinit__(self, int n_targets=1, ok_statuses=None):
         cdef int32_t i
+        memset(self.ok_table, 0, sizeof(self.ok_table))
+        if ok_statuses is None:
+            for i in range(200, 400):
+                self.ok_table[i] = 1
+        else:
+            for s in ok_statuses:
+                if 0 <= s < STATUS_SLOTS:
+                    self.ok_table[<int>s] = 1
+        self.error_names = list(ERROR_NAMES)
+        self.error_codes = {name: code for code, name in enumerate(ERROR_NAMES) if name}
+        self.error_codes["other"] = ERR_OTHER
         self.latency = Histogram()
         self.latency_uncorrected = Histogram()
         self.send_lag = Histogram()
@@ -138,12 +159,10 @@ cdef class Aggregator:
             sec.completed += 1
             hist_record(&sec.latency, r.done_ns - r.intended_ns)
         status = r.status if 0 < r.status < STATUS_SLOTS else 0
-        if r.flags & RF_OK:
-            ok = True
-        elif r.flags & RF_NOT_OK:
-            ok = False
+        if r.flags & (RF_OK | RF_NOT_OK):
+            ok = (r.flags & RF_OK) != 0
         else:
-            ok = 200 <= r.status < 400
+            ok = 0 <= r.status < STATUS_SLOTS and self.ok_table[r.status]
         self.completed += 1
         if ok:
             self.ok += 1
@@ -173,23 +192,103 @@ cdef class Aggregator:
             total += n
 
     def record_one(self, int64_t intended_ns, int64_t write_ns, int64_t done_ns,
-                   int status=200, int error=0, bint late=False) -> None:
-        """Record one result as a worker would have pushed it (tests and benchmarks)."""
+                   int status=200, int error=0, bint late=False, object ok=None,
+                   uint32_t target=0) -> None:
+        """Record one result made outside a worker (a Python hammer, tests, benchmarks).
+        ok: None lets the status decide (the ok table), True / False overrule it.
+        error: ERR_NONE (0), a core class, or a code from register_error."""
         cdef Result r
-        memset(&r, 0, sizeof(Result))
-        r.intended_ns, r.write_ns, r.done_ns = intended_ns, write_ns, done_ns
-        r.status, r.error = status, error
+        if <unsigned int>error >= ERROR_SLOTS:
+            raise ValueError(f"error code {error} out of range 0..{ERROR_SLOTS - 1}")
+        r.intended_ns = intended_ns
+        r.write_ns = write_ns
+        r.done_ns = done_ns
+        r.status = <int16_t>status
+        r.error = <uint8_t>error
         r.flags = RF_LATE if late else 0
+        if ok is not None:
+            r.flags |= RF_OK if ok else RF_NOT_OK
+        r.target = target
         self.record(&r)
+
+    def register_error(self, str name) -> int:
+        """The code for an error class by name: the core's own code for a core name, the
+        same code for a name seen before, a new one (>= ERR_COUNT) otherwise, and past
+        ERR_OTHER - 1 one shared code named "other"."""
+        code = self.error_codes.get(name)
+        if code is not None:
+            return code
+        if len(self.error_names) < ERR_OTHER:
+            code = len(self.error_names)
+            self.error_names.append(name)
+        else:
+            code = ERR_OTHER
+        self.error_codes[name] = code
+        return code
+
+    def add(self, Aggregator other) -> None:
+        """Add every count of another aggregator to this one: counters, histograms,
+        status and error counts (errors matched by name), per-second rows (by index: both
+        should share start_ns) and per-target rows (the targets both break down)."""
+        cdef int32_t i, k
+        cdef uint32_t j
+        cdef SecondStats *mine
+        cdef SecondStats *theirs
+        if other is self:
+            raise ValueError("cannot add an aggregator to itself")
+        self.results += other.results
+        self.sent += other.sent
+        self.completed += other.completed
+        self.ok += other.ok
+        self.http_error += other.http_error
+        self.errors += other.errors
+        self.late += other.late
+        hist_add(&self.latency.h, &other.latency.h)
+        hist_add(&self.latency_uncorrected.h, &other.latency_uncorrected.h)
+        hist_add(&self.send_lag.h, &other.send_lag.h)
+        for k in range(STATUS_SLOTS):
+            self.status_counts[k] += other.status_counts[k]
+        for k in range(1, ERROR_SLOTS):
+            if other.error_counts[k]:
+                name = other.error_names[k] if k < len(other.error_names) else "other"
+                self.error_counts[self.register_error(name)] += other.error_counts[k]
+        if self.start_ns == 0:
+            self.start_ns = other.start_ns
+        if other.n_seconds and self.reserve_seconds(other.n_seconds) != 0:
+            raise MemoryError()
+        for i in range(min(other.n_seconds, self.n_seconds)):
+            theirs = &other.seconds[i]
+            mine = &self.seconds[i]
+            mine.sent += theirs.sent
+            mine.completed += theirs.completed
+            mine.errors += theirs.errors
+            if theirs.latency.counts != NULL:
+                if mine.latency.counts == NULL and hist_init(
+                        &mine.latency, HIST_HIGHEST, SECOND_HIST_SIGFIGS) != 0:
+                    raise MemoryError()
+                hist_add(&mine.latency, &theirs.latency)
+        for j in range(min(self.n_targets, other.n_targets)):
+            self.targets[j].sent += other.targets[j].sent
+            self.targets[j].completed += other.targets[j].completed
+            self.targets[j].ok += other.targets[j].ok
+            self.targets[j].http_error += other.targets[j].http_error
+            self.targets[j].errors += other.targets[j].errors
+            for k in range(STATUS_SLOTS):
+                self.targets[j].status_counts[k] += other.targets[j].status_counts[k]
+            hist_add(&self.targets[j].latency, &other.targets[j].latency)
 
     def status(self) -> dict:
         cdef int i
         return {str(i): self.status_counts[i] for i in range(STATUS_SLOTS) if self.status_counts[i]}
 
     def error_classes(self) -> dict:
+        """{name: count} over every error class seen (core and registered)."""
         cdef int i
-        return {ERROR_NAMES[i]: self.error_counts[i] for i in range(1, ERR_COUNT)
-                if self.error_counts[i]}
+        out = {self.error_names[i]: self.error_counts[i]
+               for i in range(1, len(self.error_names)) if self.error_counts[i]}
+        if self.error_counts[<int>ERR_OTHER]:
+            out["other"] = self.error_counts[<int>ERR_OTHER]
+        return out
 
     def time_series(self, int64_t seconds) -> list:
         """Per second of the run (0 .. seconds-1): sent, completed, errors and the

@@ -133,7 +133,7 @@ cdef inline uint8_t classify_io_errno(Conn *c, int err) noexcept nogil:
         return ERR_RESET
     if err == ETIMEDOUT:
         return ERR_TIMEOUT
-    return ERR_SOCKET
+    return ERR_SOCKET_ERROR
 
 
 cdef inline uint8_t classify_connect_errno(int err) noexcept nogil:
@@ -211,7 +211,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     ev.events = EPOLLOUT
     ev.data.u64 = (<uint64_t>c.gen << 32) | <uint64_t>(c - w.conns)
     if epoll_ctl(w.epfd, EPOLL_CTL_ADD, c.fd, &ev) < 0:
-        conn_fail(w, c, ERR_SOCKET, now)
+        conn_fail(w, c, ERR_SOCKET_ERROR, now)
 
 
 cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
@@ -252,7 +252,7 @@ cdef void conn_save_carry(Worker *w, Conn *c, const char *p, size_t n,
             cap *= 2
         grown = <char *>realloc(c.carry, cap)
         if grown == NULL:
-            conn_fail(w, c, ERR_SOCKET, now)
+            conn_fail(w, c, ERR_SOCKET_ERROR, now)
             return
         c.carry = grown
         c.carry_cap = cap

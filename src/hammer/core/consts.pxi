@@ -25,6 +25,7 @@ cdef enum:
     # the aggregator
     AGG_BATCH = 64                  # results popped from a ring per batch
     STATUS_SLOTS = 1000             # statuses 0..999 are counted one by one
+    ERROR_SLOTS = 256               # error codes: Result.error is a uint8_t
     MAX_TARGET_BREAKDOWN = 1024     # targets with their own status counts and histogram
     MAX_SECONDS = 86400             # the per-second time series covers a day at most
     SECOND_HIST_SIGFIGS = 2         # precision of each second's latency histogram

@@ -37,7 +37,8 @@ cdef class Engine:
                  bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
                  bint batch_sched=False,  # closed loop: workers run as SCHED_BATCH
                  str unix_path=None, object profile=None, object poisson_seed=None,
-                 dict tls=None, int ring_capacity=RING_CAPACITY_DEFAULT):
+                 dict tls=None, int ring_capacity=RING_CAPACITY_DEFAULT,
+                 object ok_statuses=None):
         """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
         rate_num/rate_den: requests per second as a fraction (None: closed loop);
         profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
@@ -46,7 +47,8 @@ cdef class Engine:
         max_per_conn: requests per connection, the last asking the server to close
         (1: a new connection per request; 0: no cap). unix_path: connect there instead.
         tls: None for plain HTTP, else {"insecure", "cafile", "certfile", "keyfile",
-        "server_name", "verify_name", "verify_ip"}."""
+        "server_name", "verify_name", "verify_ip"}.
+        ok_statuses: the statuses counted ok (None: 200..399); see Aggregator."""
         cdef int32_t i
         cdef Worker *w
         cdef int64_t per, extra
@@ -76,7 +78,7 @@ cdef class Engine:
             self.requests[i].close = <const char *>close_
             self.requests[i].close_len = len(close_)
             self.requests[i].is_head = 1 if is_head else 0
-        self.aggregator = Aggregator(self.n_requests)
+        self.aggregator = Aggregator(self.n_requests, ok_statuses)
         if tls is not None:
             self.ssl_ctx = make_ssl_ctx(tls)
             self.tls_names = [(tls.get(k) or "").encode() or None

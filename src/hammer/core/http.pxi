@@ -88,7 +88,7 @@ cdef int http_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *us
             c.proto.http.fr.keep_alive = 0
         http_complete(w, c, now)
         return PROTO_DONE
-    return -(ERR_HEADERS_TOO_LARGE if r == FR_TOO_LARGE else ERR_PROTOCOL)
+    return -(ERR_HEADERS_TOO_LARGE if r == FR_TOO_LARGE else ERR_PROTOCOL_ERROR)
 
 
 cdef int http_on_eof(Worker *w, Conn *c, int64_t now) noexcept nogil:

@@ -9,7 +9,8 @@ cdef struct Worker      # core/sched.pxi
 cdef struct Conn        # core/conn.pxi
 
 
-cdef enum:  # error classes; names in ERROR_NAMES (same order) and README.md's table
+cpdef enum ErrorClass:  # error classes; ERROR_NAMES[code] is the member's name without
+                        # ERR_, lower case, and README.md lists them (tests/unit check it)
     ERR_NONE = 0
     # the transport's (any protocol)
     ERR_CONNECT_REFUSED = 1
@@ -22,13 +23,14 @@ cdef enum:  # error classes; names in ERROR_NAMES (same order) and README.md's t
     # HTTP's
     ERR_TRUNCATED_HEADERS = 8
     ERR_TRUNCATED_BODY = 9
-    ERR_PROTOCOL = 10
+    ERR_PROTOCOL_ERROR = 10
     ERR_HEADERS_TOO_LARGE = 11
     # the transport's again
-    ERR_SOCKET = 12
+    ERR_SOCKET_ERROR = 12
     ERR_CANCELLED = 13
     ERR_TLS = 14
-    ERR_COUNT = 15
+    ERR_COUNT = 15        # the core's classes; Aggregator.register_error adds others
+    ERR_OTHER = 255       # the shared code of registered names past the 255th: "other"
 
 ERROR_NAMES = (
     None, "connect_refused", "connect_error", "connect_timeout", "timeout", "reset",
