@@ -51,6 +51,23 @@ cdef struct Conn:
     ProtoConn proto
 
 
+cdef struct SocketCounts:
+    uint64_t opened              # relaxed atomics, added to by every worker
+    uint64_t closed
+
+# Every connection socket the core opened and closed, over all engines of the process:
+# tests assert the two match after each run (uvloop's debug-build habit; here always on,
+# since it costs one atomic add per connection, not per request).
+cdef SocketCounts SOCKETS
+SOCKETS.opened = 0
+SOCKETS.closed = 0
+
+
+def socket_counts() -> tuple:
+    """(opened, closed): connection sockets the core has opened and closed so far."""
+    return hm_load_relaxed(&SOCKETS.opened), hm_load_relaxed(&SOCKETS.closed)
+
+
 cdef inline void counter_add(uint64_t *c, uint64_t v) noexcept nogil:
     # single writer: a plain load + relaxed store is enough, and cheaper than an RMW
     hm_store_relaxed(c, c[0] + v)
@@ -108,6 +125,7 @@ cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
     c.ended_in_error = 0
     if c.fd >= 0:
         close(c.fd)
+        hm_add_relaxed(&SOCKETS.closed, 1)
     c.fd = -1
     c.state = CS_CLOSED
     c.carry_len = 0
@@ -199,6 +217,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
         c.state = CS_CLOSED
         conn_fail(w, c, ERR_CONNECT_ERROR, now)
         return
+    hm_add_relaxed(&SOCKETS.opened, 1)
     if w.family != AF_UNIX:
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
     r = connect(c.fd, <sockaddr *>&w.addr, w.addrlen)

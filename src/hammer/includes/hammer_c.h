@@ -10,6 +10,7 @@ static inline uint64_t hm_load_acquire(const uint64_t *p) { return __atomic_load
 static inline uint64_t hm_load_relaxed(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void hm_store_release(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void hm_store_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void hm_add_relaxed(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 
 /* floor(a * b / c) without overflow, for a, b >= 0 and c > 0 (pacer slot times). */
 static inline int64_t hm_muldiv(int64_t a, int64_t b, int64_t c) {

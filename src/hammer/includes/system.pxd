@@ -7,6 +7,7 @@ cdef extern from "hammer_c.h" nogil:
     uint64_t hm_load_relaxed(const uint64_t *p)
     void hm_store_release(uint64_t *p, uint64_t v)
     void hm_store_relaxed(uint64_t *p, uint64_t v)
+    void hm_add_relaxed(uint64_t *p, uint64_t v)
     int64_t hm_muldiv(int64_t a, int64_t b, int64_t c)
     uint64_t hm_mulhi64(uint64_t a, uint64_t n)
     int64_t hm_now_ns()
