@@ -1,7 +1,7 @@
 """A two-step flow as a Python hammer: log in once, then every hit carries the token.
 
 Against the built-in server (`hammer serve`), whose POST /login issues bearer tokens and
-which answers 401 to a request carrying a token it never issued:
+which answers 401 under /auth/ to a request without a token it issued:
 
     hammer serve --port 8080 &
     hammer run http://127.0.0.1:8080/ --hammer login_flow:LoginFlow -r 200 -d 10s
@@ -21,7 +21,7 @@ from hammer.hammers import Hammer, Outcome, RunContext
 
 
 class LoginFlow(Hammer):
-    def __init__(self, url: str | None = None, path: str = "/api/items",
+    def __init__(self, url: str | None = None, path: str = "/auth/items",
                  user: str = "demo", password: str = "demo") -> None:
         super().__init__()
         self.url, self.path = url, path

@@ -42,6 +42,26 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
+_SOCKET_CHECKED_DIRS = ("functional", "cli")
+
+
+@pytest.fixture(autouse=True)
+def every_core_socket_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Functional and CLI tests: every socket the core opened during the test is closed
+    by its end (uvloop's opened == closed check in tearDown)."""
+    if Path(str(request.node.fspath)).parent.name not in _SOCKET_CHECKED_DIRS:
+        yield
+        return
+    from hammer import _core
+
+    opened_before, closed_before = _core.socket_counts()
+    yield
+    opened, closed = _core.socket_counts()
+    assert opened - opened_before == closed - closed_before, (
+        f"the core opened {opened - opened_before} sockets and closed "
+        f"{closed - closed_before} during this test")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that use the nginx fixture get the `nginx` marker (so `-m "not nginx"` works).
     for item in items:

@@ -20,9 +20,8 @@ The server side is the truth the tests compare against, so it counts:
 Two normal endpoints, counted like any other request, for flows that log in first:
 
 * ``POST /login`` -> ``200 {"token": "..."}``, a new bearer token (``logins`` counts them).
-* any request carrying ``Authorization: Bearer T`` gets the configured status when T
-  is a token this server issued, else ``401`` (``unauthorized`` counts them). Requests
-  without an Authorization header are answered as usual.
+* ``/auth/...``: the configured status when the request carries ``Authorization: Bearer
+  T`` with a token T this server issued, else ``401`` (``unauthorized`` counts them).
 
 Control endpoints, never counted, under ``/_hammer/``:
 
@@ -65,6 +64,7 @@ __all__ = ["ServeConfig", "ServerState", "TargetServer", "format_url", "serve_fo
 
 CONTROL_PREFIX = b"/_hammer/"
 LOGIN_PATH = b"/login"
+AUTH_PREFIX = b"/auth/"
 BEARER = b"bearer "
 _BACKLOG = 4096
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -371,11 +371,13 @@ class _HttpProtocol(asyncio.Protocol):
         else:
             state.requests += 1
             status_key = state.status_key
+            url = b"".join(self._url_parts)
             auth = self._authorization
-            if auth is not None and auth[:7].lower() == BEARER and auth[7:] not in state.tokens:
+            if url.startswith(AUTH_PREFIX) and (
+                    auth is None or auth[:7].lower() != BEARER or auth[7:] not in state.tokens):
                 data = state.unauthorized_response(self._conn_header, self._head)
                 status_key = "401"
-            elif self._method == b"POST" and b"".join(self._url_parts) == LOGIN_PATH:
+            elif self._method == b"POST" and url == LOGIN_PATH:
                 data = state.login_response(self._conn_header, self._head)
                 status_key = "200"
             else:

@@ -28,7 +28,7 @@ from pathlib import Path
 from hammer.errors import ConfigError
 
 _REQUEST_LINE = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s+(\S+)\s*$")
-MAX_TARGETS = 65535
+MAX_TARGETS = 2**32 - 1  # the core's Result.target is a uint32
 
 
 @dataclass(frozen=True)

@@ -252,7 +252,7 @@ def test_environment_secrets_are_redacted_everywhere(target_server, hammer_dir: 
     path = hammer_dir / "secret.json"
     path.write_text(json.dumps({
         "url": server.url + "?key=${API_KEY}", "requests": 3, "connections": 1,
-        "header": ["Authorization: Bearer ${API_KEY}"]}))
+        "header": ["Cookie: session=${API_KEY}"]}))
     secret = "s3cr3t-value-42"
     proc = hammer("run", "--scenario", str(path), "--json", "-", cwd=hammer_dir,
                   env={"API_KEY": secret})

@@ -72,8 +72,40 @@ EMPTY_STATS = {
     "requests": 0,
     "bytes_received": 0,
     "responses": {},
+    "logins": 0,
+    "unauthorized": 0,
     "stalled": False,
 }
+
+
+def test_login_issues_tokens_that_open_auth_paths(target_server):
+    import json as json_
+    import urllib.error
+    import urllib.request
+
+    server = target_server(status=204)
+
+    def call(path, method="GET", token=None):
+        req = urllib.request.Request(server.url + path.lstrip("/"), method=method)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    status, body = call("/login", "POST")
+    assert status == 200
+    token = json_.loads(body)["token"]
+    assert call("/auth/items", token=token)[0] == 204
+    assert call("/auth/items", token="forged")[0] == 401
+    assert call("/auth/items")[0] == 401
+    assert call("/other", token="forged")[0] == 204   # only /auth/ checks tokens
+    stats = server.wait_stats(requests=5)
+    assert stats["logins"] == 1
+    assert stats["unauthorized"] == 2
+    assert stats["responses"] == {"200": 1, "204": 2, "401": 2}
 
 
 def test_url_line_and_port_zero(target_server):

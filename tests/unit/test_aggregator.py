@@ -50,3 +50,57 @@ def test_a_send_counts_in_the_second_it_was_due_and_completions_where_they_end()
     series = agg.time_series(5)
     assert [row["sent"] for row in series] == [0, 1, 1, 0, 0]
     assert [row["completed"] for row in series] == [0, 1, 0, 0, 1]
+
+
+def test_ok_table_and_flags() -> None:
+    agg = _core.Aggregator(ok_statuses=[200, 404])
+    agg.record_one(START, START, START + 10, status=200)
+    agg.record_one(START, START, START + 10, status=404)
+    agg.record_one(START, START, START + 10, status=302)       # not in the table
+    agg.record_one(START, START, START + 10, status=5000)      # outside the table
+    agg.record_one(START, START, START + 10, status=500, ok=True)
+    agg.record_one(START, START, START + 10, status=200, ok=False)
+    assert (agg.ok, agg.http_error, agg.completed) == (3, 3, 6)
+    default = _core.Aggregator()
+    for status in (199, 200, 399, 400):
+        default.record_one(START, START, START + 10, status=status)
+    assert (default.ok, default.http_error) == (2, 2)
+
+
+def test_register_error_codes() -> None:
+    agg = _core.Aggregator()
+    count = _core.ErrorClass.ERR_COUNT.value
+    assert agg.register_error("timeout") == _core.ERROR_NAMES.index("timeout")
+    first = agg.register_error("mqtt_refused")
+    assert first == count
+    assert agg.register_error("mqtt_refused") == first
+    codes = [agg.register_error(f"e{i}") for i in range(300)]
+    assert codes[: 254 - count] == list(range(count + 1, 255))
+    assert set(codes[254 - count:]) == {255}
+    agg.record_one(START, START, START + 10, status=0, error=first)
+    agg.record_one(START, START, START + 10, status=0, error=codes[-1])
+    agg.record_one(START, START, START + 10, status=0, error=codes[-2])
+    assert agg.error_classes() == {"mqtt_refused": 1, "other": 2}
+    assert agg.errors == 3
+
+
+def test_add_merges_everything() -> None:
+    a = _core.Aggregator(n_targets=2)
+    b = _core.Aggregator(n_targets=2)
+    a.start_ns = b.start_ns = START
+    a.record_one(START, START + 5, START + 100, status=200, target=0)
+    b.record_one(START + S, START + S, START + S + 300, status=503, target=1, late=True)
+    b.record_one(START + 2 * S, START + 2 * S, START + 2 * S + 1, status=0,
+                 error=b.register_error("custom"))
+    b.record_one(START, START, START + 1, status=0, error=_core.ERROR_NAMES.index("reset"))
+    a.register_error("other_custom")  # a's next free code differs from b's "custom"
+    a.add(b)
+    assert (a.results, a.sent, a.completed, a.ok, a.http_error, a.errors, a.late) == (
+        4, 4, 2, 1, 1, 2, 1)
+    assert a.status() == {"200": 1, "503": 1}
+    assert a.error_classes() == {"custom": 1, "reset": 1}
+    assert a.latency.total_count == 2 and a.latency.max >= 300
+    assert [row["sent"] for row in a.time_series(3)] == [2, 1, 1]
+    assert [row["completed"] for row in a.time_series(3)] == [1, 1, 0]
+    assert [t["sent"] for t in a.target_breakdown()] == [3, 1]
+    assert a.target_breakdown()[1]["status"] == {"503": 1}

@@ -19,22 +19,18 @@ cdef enum:
     FR_PROTOCOL = -1        # malformed response
     FR_TOO_LARGE = -2       # header block over MAX_HEAD_BYTES
 
-cdef enum:
-    MAX_HEAD_BYTES = 65536
-    MAX_LINE_BYTES = 4096
-
 
 cdef struct Framer:
     int32_t state
     int32_t status
-    int32_t is_head_request
-    int32_t keep_alive
+    uint8_t is_head_request
+    uint8_t keep_alive
     int64_t remaining
     int64_t trailer_bytes
     # header block parsed so far (lines are parsed as they complete, once each)
     size_t head_off           # bytes of complete lines parsed (0: status line not yet)
     int64_t content_length    # -1: none seen
-    int32_t minor
+    int32_t minor            # HTTP minor version (HTTP/1.minor)
     uint8_t has_te
     uint8_t chunked
     uint8_t conn_close

@@ -62,9 +62,13 @@ cdef void hist_reset(Hist *h) noexcept nogil:
     h.clamped = 0
 
 
-cdef inline int32_t hist_index(const Hist *h, int64_t value) noexcept nogil:
+cdef inline int32_t hist_bucket_index(const Hist *h, int64_t value) noexcept nogil:
     cdef int32_t pow2ceiling = 64 - hm_clz64(<uint64_t>(value | h.sub_bucket_mask))
-    cdef int32_t bucket_index = pow2ceiling - (h.sub_bucket_half_count_magnitude + 1)
+    return pow2ceiling - (h.sub_bucket_half_count_magnitude + 1)
+
+
+cdef inline int32_t hist_index(const Hist *h, int64_t value) noexcept nogil:
+    cdef int32_t bucket_index = hist_bucket_index(h, value)
     cdef int32_t sub_bucket_index = <int32_t>(value >> bucket_index)
     return ((bucket_index + 1) << h.sub_bucket_half_count_magnitude) + (
         sub_bucket_index - h.sub_bucket_half_count)
@@ -95,8 +99,7 @@ cdef inline int64_t hist_value_from_index(const Hist *h, int32_t index) noexcept
 
 
 cdef inline int64_t hist_highest_equivalent(const Hist *h, int64_t value) noexcept nogil:
-    cdef int32_t pow2ceiling = 64 - hm_clz64(<uint64_t>(value | h.sub_bucket_mask))
-    cdef int32_t bucket_index = pow2ceiling - (h.sub_bucket_half_count_magnitude + 1)
+    cdef int32_t bucket_index = hist_bucket_index(h, value)
     cdef int32_t sub_bucket_index = <int32_t>(value >> bucket_index)
     cdef int32_t adjusted = bucket_index + 1 if sub_bucket_index >= h.sub_bucket_count else bucket_index
     cdef int64_t lowest = (<int64_t>sub_bucket_index) << bucket_index
@@ -138,12 +141,6 @@ cdef void hist_add(Hist *dst, const Hist *src) noexcept nogil:
             dst.min_value = src.min_value
         if src.max_value > dst.max_value:
             dst.max_value = src.max_value
-
-
-cdef int64_t HIST_HIGHEST = 3600000000000LL  # one hour, in ns
-cdef int HIST_SIGFIGS = 3
-HIST_HIGHEST_NS = HIST_HIGHEST
-HIST_SIGNIFICANT_FIGURES = HIST_SIGFIGS
 
 
 cdef dict hist_summary_ms(const Hist *h):

@@ -23,7 +23,6 @@ cdef enum:
     SEG_CONSTANT = 0
     SEG_RAMP = 1
     SEG_SINE = 2
-    MAX_SEGMENTS = 256
 
 
 cdef struct Segment:
@@ -93,14 +92,25 @@ cdef double segment_solve(const Segment *g, double k) noexcept nogil:
     return tau
 
 
-cdef inline double rng_unit(uint64_t *state) noexcept nogil:
-    """xorshift64* -> a double in (0, 1]."""
+cdef inline uint64_t rng_next(uint64_t *state) noexcept nogil:
+    """xorshift64*: the core's one generator (Poisson gaps, random target order), each
+    use with its own state seeded from --seed. The state must not be 0."""
     cdef uint64_t x = state[0]
     x ^= x >> 12
     x ^= x << 25
     x ^= x >> 27
     state[0] = x
-    return (((x * 2685821657736338717ULL) >> 11) + 1) * (1.0 / 9007199254740992.0)
+    return x * 2685821657736338717ULL
+
+
+cdef inline double rng_unit(uint64_t *state) noexcept nogil:
+    """A double in (0, 1] from the top 53 bits of rng_next."""
+    return ((rng_next(state) >> 11) + 1) * (1.0 / 9007199254740992.0)
+
+
+cdef inline uint64_t rng_below(uint64_t *state, uint64_t n) noexcept nogil:
+    """A uniform integer in [0, n) from the high bits (multiply-shift, no division)."""
+    return hm_mulhi64(rng_next(state), n)
 
 
 cdef int64_t pacer_intended_ns(Pacer *p, int64_t slot) noexcept nogil:
@@ -109,9 +119,7 @@ cdef int64_t pacer_intended_ns(Pacer *p, int64_t slot) noexcept nogil:
     if p.kind == PACE_CONSTANT:
         return p.start_ns + hm_muldiv(slot, p.period_num, p.period_den)
     if p.kind == PACE_POISSON:
-        if slot < p.poisson_slot:  # never asked for in practice (slots only grow)
-            p.poisson_slot = 0
-            p.poisson_t = 0.0
+        # slots are asked for in increasing order (a worker's next_local_slot only grows)
         while p.poisson_slot < slot:
             p.poisson_t += -log(rng_unit(&p.poisson_rng)) / p.poisson_rate
             p.poisson_slot += 1

@@ -4,14 +4,28 @@
 # its cached copy says the ring is full (producer) or empty (consumer). Each side's
 # index and cache share a cache line the other side rarely touches.
 
-cdef struct Result:
+cdef enum:  # Result.flags
+    RF_LATE = 1             # waited for a free connection
+    RF_OK = 2               # counted ok whatever the status (the protocol decided)
+    RF_NOT_OK = 4           # counted not ok (http_error) whatever the status
+
+
+cdef struct Result:         # 32 bytes (checked at import)
     int64_t intended_ns     # when the schedule wanted the request sent
     int64_t write_ns        # when it was written (0: never written)
     int64_t done_ns         # when the response completed or the error was seen
-    int16_t status          # HTTP status of the final response (0: none)
-    uint16_t target         # index of the target (request) in the run's list
-    uint16_t error          # error class (ERR_NONE: a complete response)
-    uint8_t late            # waited for a free connection
+    int16_t status          # status of the final response (HTTP status; 0: none)
+    uint8_t error           # error class (ERR_NONE: a complete response)
+    uint8_t flags           # RF_*
+    uint32_t target         # index of the target (request) in the run's list
+
+
+if sizeof(Result) != 32:
+    raise ImportError(f"hammer._core: sizeof(Result) is {sizeof(Result)}, not 32")
+
+RESULT_LATE = RF_LATE
+RESULT_OK = RF_OK
+RESULT_NOT_OK = RF_NOT_OK
 
 
 cdef struct Ring:

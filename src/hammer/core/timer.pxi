@@ -3,22 +3,6 @@
 # the loop watches like any fd. uvloop's own timers round to 1 ms and can fire early;
 # a timerfd wakes the loop at the slot's time, to the nanosecond the kernel allows.
 
-cdef extern from "<time.h>" nogil:
-    struct itimerspec:
-        timespec it_interval
-        timespec it_value
-    enum:
-        CLOCK_MONOTONIC
-
-cdef extern from "<sys/timerfd.h>" nogil:
-    int timerfd_create(int clockid, int flags)
-    int timerfd_settime(int fd, int flags, const itimerspec *new_value, itimerspec *old_value)
-    enum:
-        TFD_NONBLOCK
-        TFD_CLOEXEC
-        TFD_TIMER_ABSTIME
-
-
 cdef class SlotTimer:
     """Slot k of a schedule is due at intended_ns(k); arm_at() sets the timerfd (fileno())
     to fire at an absolute time; clear() reads it after it fired."""

@@ -37,13 +37,9 @@ cdef extern from "<openssl/ssl.h>" nogil:
     int SSL_read(SSL *ssl, void *buf, int num)
     int SSL_write(SSL *ssl, const void *buf, int num)
     int SSL_get_error(const SSL *ssl, int ret)
-    int SSL_pending(const SSL *ssl)
     int SSL_has_pending(const SSL *ssl)
     void SSL_set_shutdown(SSL *ssl, int mode)
-    long SSL_get_verify_result(const SSL *ssl)
     enum:
-        SSL_ERROR_NONE
-        SSL_ERROR_SSL
         SSL_ERROR_WANT_READ
         SSL_ERROR_WANT_WRITE
         SSL_ERROR_SYSCALL
@@ -57,7 +53,6 @@ cdef extern from "<openssl/ssl.h>" nogil:
         SSL_SESS_CACHE_CLIENT
         SSL_CTRL_MODE
         SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-        SSL_MODE_RELEASE_BUFFERS
         SSL_OP_IGNORE_UNEXPECTED_EOF
         SSL_SENT_SHUTDOWN
         SSL_RECEIVED_SHUTDOWN
@@ -65,7 +60,6 @@ cdef extern from "<openssl/ssl.h>" nogil:
 
 cdef extern from "<openssl/x509_vfy.h>" nogil:
     int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ipasc)
-    const char *X509_verify_cert_error_string(long n)
 
 
 cdef extern from "<openssl/err.h>" nogil:

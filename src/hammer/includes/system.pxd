@@ -7,8 +7,9 @@ cdef extern from "hammer_c.h" nogil:
     uint64_t hm_load_relaxed(const uint64_t *p)
     void hm_store_release(uint64_t *p, uint64_t v)
     void hm_store_relaxed(uint64_t *p, uint64_t v)
-    uint64_t hm_fetch_add(uint64_t *p, uint64_t v)
+    void hm_add_relaxed(uint64_t *p, uint64_t v)
     int64_t hm_muldiv(int64_t a, int64_t b, int64_t c)
+    uint64_t hm_mulhi64(uint64_t a, uint64_t n)
     int64_t hm_now_ns()
     int hm_clz64(uint64_t v)
 
@@ -17,18 +18,12 @@ cdef extern from "<errno.h>" nogil:
     int errno
     enum:
         EAGAIN
-        EWOULDBLOCK
         EINTR
         EINPROGRESS
         ECONNREFUSED
         ECONNRESET
         EPIPE
         ETIMEDOUT
-        EHOSTUNREACH
-        ENETUNREACH
-        EADDRNOTAVAIL
-        EMFILE
-        ENFILE
 
 
 cdef extern from "<time.h>" nogil:
@@ -36,11 +31,23 @@ cdef extern from "<time.h>" nogil:
         long tv_sec
         long tv_nsec
     int nanosleep(const timespec *req, timespec *rem)
+    struct itimerspec:
+        timespec it_interval
+        timespec it_value
+    enum:
+        CLOCK_MONOTONIC
+
+cdef extern from "<sys/timerfd.h>" nogil:
+    int timerfd_create(int clockid, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec *new_value, itimerspec *old_value)
+    enum:
+        TFD_NONBLOCK
+        TFD_CLOEXEC
+        TFD_TIMER_ABSTIME
 
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t count)
-    ssize_t write(int fd, const void *buf, size_t count)
     int close(int fd)
 
 
@@ -90,16 +97,37 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_CLOEXEC
         SOL_SOCKET
         SO_ERROR
-        SO_LINGER
         MSG_NOSIGNAL
-    struct linger:
-        int l_onoff
-        int l_linger
 
 
 cdef extern from "<netinet/in.h>" nogil:
     enum:
         IPPROTO_TCP
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        sa_family_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct in6_addr:
+        unsigned char s6_addr[16]
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        uint16_t sin6_port
+        uint32_t sin6_flowinfo
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    uint16_t htons(uint16_t v)
+
+
+cdef extern from "<sys/un.h>" nogil:
+    struct sockaddr_un:
+        sa_family_t sun_family
+        char sun_path[108]
 
 
 cdef extern from "<netinet/tcp.h>" nogil:
@@ -124,9 +152,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLL_CLOEXEC
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
-        EPOLL_CTL_DEL
         EPOLLIN
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
-        EPOLLRDHUP

@@ -1,0 +1,64 @@
+# The seam between the protocol-independent layers (sched.pxi says when a request goes,
+# conn.pxi and tls.pxi carry its bytes) and a protocol (http.pxi says what a request is
+# and where its response ends). As wrk swaps its `struct sock` for ssl_*, a protocol
+# fills a small table of function pointers; sched.pxi and conn.pxi call only those and
+# never touch a protocol's structs. Adding a protocol: its own *.pxi with its hooks and
+# per-worker / per-connection structs, one member in each union at the top of conn.pxi.
+
+cdef struct Worker      # core/sched.pxi
+cdef struct Conn        # core/conn.pxi
+
+
+cpdef enum ErrorClass:  # error classes; ERROR_NAMES[code] is the member's name without
+                        # ERR_, lower case, and README.md lists them (tests/unit check it)
+    ERR_NONE = 0
+    # the transport's (any protocol)
+    ERR_CONNECT_REFUSED = 1
+    ERR_CONNECT_ERROR = 2
+    ERR_CONNECT_TIMEOUT = 3
+    ERR_TIMEOUT = 4
+    ERR_RESET = 5
+    ERR_CLOSED_BEFORE_RESPONSE = 6
+    ERR_KEEPALIVE_CLOSED = 7
+    # HTTP's
+    ERR_TRUNCATED_HEADERS = 8
+    ERR_TRUNCATED_BODY = 9
+    ERR_PROTOCOL_ERROR = 10
+    ERR_HEADERS_TOO_LARGE = 11
+    # the transport's again
+    ERR_SOCKET_ERROR = 12
+    ERR_CANCELLED = 13
+    ERR_TLS = 14
+    ERR_COUNT = 15        # the core's classes; Aggregator.register_error adds others
+    ERR_OTHER = 255       # the shared code of registered names past the 255th: "other"
+
+ERROR_NAMES = (
+    None, "connect_refused", "connect_error", "connect_timeout", "timeout", "reset",
+    "closed_before_response", "keepalive_closed", "truncated_headers", "truncated_body",
+    "protocol_error", "headers_too_large", "socket_error", "cancelled", "tls",
+)
+
+
+cdef enum:  # what on_bytes and on_eof return; a negative value is -(error class)
+    PROTO_MORE = 0      # the response needs more bytes: those past *used are carried
+    PROTO_DONE = 1      # the exchange is over and handled (the connection was reused,
+                        # idled or closed by the protocol)
+
+
+# prepare: choose what to send as request number `seq` (the slot, or the worker's count
+#   in closed loop): set c.target, c.wreq and c.wlen. Never allocates.
+ctypedef void (*proto_prepare_fn)(Worker *w, Conn *c, int64_t seq) noexcept nogil
+# begin: the request's first byte is about to be written: reset the response parser.
+ctypedef void (*proto_begin_fn)(Worker *w, Conn *c) noexcept nogil
+# on_bytes: buf[:n] arrived for the request in flight (after any carried bytes).
+ctypedef int (*proto_on_bytes_fn)(Worker *w, Conn *c, const char *buf, size_t n,
+                                  size_t *used, int64_t now) noexcept nogil
+# on_eof: the peer closed the stream while the request was in flight.
+ctypedef int (*proto_on_eof_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+
+
+cdef struct ProtoHooks:
+    proto_prepare_fn prepare
+    proto_begin_fn begin
+    proto_on_bytes_fn on_bytes
+    proto_on_eof_fn on_eof
