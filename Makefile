@@ -21,10 +21,12 @@ dev:
 	$(PYTHON) setup.py build_ext --inplace
 
 lint:
-	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -m ruff check src tests bench examples
+	$(PYTHON) -m mypy
 
 test: system-deps install
-	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -m ruff check src tests bench examples
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
 
 bench: install

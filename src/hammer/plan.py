@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import TypedDict
 
 from hammer import pacer, units
 from hammer.errors import ConfigError
@@ -38,6 +39,15 @@ def usable_cpus() -> int:
 
 def default_spin_ns(threads: int) -> int:
     return DEFAULT_SPIN_NS if threads < usable_cpus() else 0
+
+
+class PacerArgs(TypedDict):
+    """The schedule as the core's pacer takes it (Engine, SlotTimer)."""
+
+    rate_num: int | None
+    rate_den: int
+    profile: list[tuple[str, float, float, float, float]] | None
+    poisson_seed: int | None
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ class Plan:
             candidates.append(self.requests)
         return min(candidates) if candidates else 1 << 62
 
-    def pacer_args(self) -> dict[str, object]:
+    def pacer_args(self) -> PacerArgs:
         """The schedule as the core's pacer takes it."""
         rate = self.rate_rps
         poisson = self.arrivals == "poisson" and rate is not None

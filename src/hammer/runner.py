@@ -205,7 +205,7 @@ def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:
 def _install_signals(loop: asyncio.AbstractEventLoop, interrupt: Interrupt) -> list[int]:
     if threading.current_thread() is not threading.main_thread():
         return []
-    installed = []
+    installed: list[int] = []
     for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
         loop.add_signal_handler(signum, interrupt.request, name)
         installed.append(signum)

@@ -22,7 +22,7 @@ import binascii
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hammer.errors import ConfigError
@@ -53,17 +53,26 @@ def _read_text(path: str) -> tuple[str, Path]:
         raise ConfigError(f"targets file {path!r} is not UTF-8 text") from None
 
 
+@dataclass
+class _Entry:
+    """A target of the http format while its lines are read."""
+
+    method: str
+    url: str
+    where: str
+    headers: list[str] = field(default_factory=list)
+    body: bytes = b""
+
+
 def parse_http(text: str, name: str, base_dir: Path) -> list[TargetSpec]:
     specs: list[TargetSpec] = []
-    current: dict[str, object] | None = None
+    current: _Entry | None = None
 
     def finish() -> None:
         if current is not None:
-            specs.append(TargetSpec(
-                method=str(current["method"]), url=str(current["url"]),
-                headers=tuple(current["headers"]),  # type: ignore[arg-type]
-                body=current["body"],  # type: ignore[arg-type]
-                where=str(current["where"])))
+            specs.append(TargetSpec(method=current.method, url=current.url,
+                                    headers=tuple(current.headers), body=current.body,
+                                    where=current.where))
 
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -73,15 +82,14 @@ def parse_http(text: str, name: str, base_dir: Path) -> list[TargetSpec]:
         match = _REQUEST_LINE.match(line)
         if match and "://" in match.group(2):
             finish()
-            current = {"method": match.group(1), "url": match.group(2), "headers": [],
-                       "body": b"", "where": where}
+            current = _Entry(method=match.group(1), url=match.group(2), where=where)
             continue
         if current is None:
             raise ConfigError(f"{where}: expected 'METHOD URL', got {line[:60]!r}")
         if line.startswith("@"):
             body_path = base_dir / line[1:].strip()
             try:
-                current["body"] = body_path.read_bytes()
+                current.body = body_path.read_bytes()
             except OSError as exc:
                 raise ConfigError(
                     f"{where}: cannot read body file {str(body_path)!r}: {exc.strerror}"
@@ -90,7 +98,7 @@ def parse_http(text: str, name: str, base_dir: Path) -> list[TargetSpec]:
         if ":" not in line:
             raise ConfigError(f"{where}: expected a header 'Name: value', a '@body' path or "
                               f"'METHOD URL', got {line[:60]!r}")
-        current["headers"].append(line)  # type: ignore[union-attr]
+        current.headers.append(line)
     finish()
     return specs
 
@@ -114,7 +122,7 @@ def parse_json(text: str, name: str) -> list[TargetSpec]:
         header = obj.get("header") or {}
         if not isinstance(header, dict):
             raise ConfigError(f"{where}: 'header' must map names to lists of values")
-        headers = []
+        headers: list[str] = []
         for key, values in header.items():
             values = values if isinstance(values, list) else [values]
             if not all(isinstance(v, str) for v in values):
