@@ -136,11 +136,13 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, quiet: bool,
         if "hammer_config" in given:
             given["hammer_config"] = _hammer_config(given["hammer_config"])
         if scenario is not None:
-            from hammer.scenario import load_scenario
+            from hammer.scenario import load_scenarios
 
-            workload = load_scenario(scenario, overrides=given)
-            url = url or workload.pop("url", None)
-            given = workload
+            loaded = load_scenarios(scenario)
+            if len(loaded) > 1:
+                sys.exit(_run_workloads(scenario, loaded, url, given, json_path, quiet))
+            given = loaded[0].run_options(given)
+            url = url or given.pop("url", None)
     except ConfigError as exc:
         _fail_usage(str(exc))
     demo = (url is None and scenario is None and given.get("targets") is None
@@ -176,6 +178,40 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, quiet: bool,
         if demo_server is not None:
             demo_server.stop()
     sys.exit(code)
+
+
+def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[str, Any],
+                   json_path: str | None, quiet: bool) -> int:
+    """A scenario's workloads, run concurrently: each reported apart, then the total."""
+    from hammer.errors import ConfigError
+    from hammer.reporters import render_text, write_json_atomic
+    from hammer.runner import configure, exit_code_for
+    from hammer.workloads import Workload, run_workloads
+
+    workloads = []
+    for item in loaded:
+        options = item.run_options(given)
+        target = url or options.pop("url", None)
+        try:
+            config = configure(target, **options)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: scenarios.{item.name}: {exc}") from None
+        workloads.append(Workload(name=item.name, start_ns=item.start_ns, config=config))
+    result = run_workloads(workloads, f"scenario:{path}")
+    data = result.to_dict()
+    if not quiet:
+        out = sys.stderr if json_path == "-" else sys.stdout
+        for name, report in data["workloads"].items():
+            out.write(f"== workload {name} ==\n" + render_text(report) + "\n")
+        out.write("== total of every workload ==\n" + render_text(data))
+        out.flush()
+    if json_path is not None:
+        try:
+            write_json_atomic(data, json_path)
+        except OSError as exc:
+            click.echo(f"hammer: error: {exc}", err=True)
+            return exitcodes.FAILED
+    return exit_code_for(result.interrupted, bool(result.saturation()))
 
 
 def _hammer_config(text: str) -> dict[str, Any]:

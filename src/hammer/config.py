@@ -134,6 +134,25 @@ class RunConfig:
     def n_slots(self) -> int:
         return self.plan.n_slots()
 
+    def core_target(self) -> dict[str, object]:
+        """Where to connect, as the core's Engine takes it (its `target`)."""
+        return {
+            "host": self.target.address,
+            "port": self.target.port,
+            "unix_path": self.unix_socket,
+            "connect_timeout_ns": self.connect_timeout_ns or -1,
+            "tls": self.tls.for_core(self.target) if self.tls is not None else None,
+        }
+
+    def core_http(self) -> dict[str, object]:
+        """What to send, as the core's Engine takes it (its `http`)."""
+        return {
+            "requests": [(r.keep_alive, r.closing, r.is_head) for r in self.requests_table],
+            "random_order": self.random_order,
+            "max_per_conn": self.max_requests_per_conn,
+            "ok_statuses": self.ok_statuses,
+        }
+
     def report_fields(self) -> dict[str, object]:
         """What the report says of this kind beyond the common fields."""
         return {"kind": "http", "ok_status": sorted(self.ok_statuses)

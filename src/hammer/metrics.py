@@ -77,6 +77,7 @@ class Report:
     stopped: str | None = None          # why a hammer ended the run early (StopRun)
     error_samples: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    totals: Totals | None = field(default=None, repr=False)   # what it was built from
 
     @property
     def achieved_rps(self) -> float:
@@ -223,6 +224,7 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
                                 duration_s),
         connection_times=totals.connection_times,
         interrupted=interrupted,
+        totals=totals,
     )
     if counts.late:
         unit = config.concurrency_unit  # "connection", "in-flight slot"

@@ -105,6 +105,21 @@ class Plan:
             "poisson_seed": self.seed if poisson else None,
         }
 
+    def core_schedule(self, *, connections: int, batch_sched: bool) -> dict[str, object]:
+        """The plan as the core's Engine takes it (its `schedule`)."""
+        return {
+            **self.pacer_args(),
+            "n_slots": self.n_slots() if self.open_loop else 0,
+            "duration_ns": self.duration_ns if self.duration_ns is not None else -1,
+            "max_requests": self.requests if self.requests is not None else -1,
+            "timeout_ns": self.timeout_ns,
+            "spin_ns": self.spin_ns,
+            "seed": self.seed,
+            "threads": self.threads,
+            "connections": connections,
+            "batch_sched": batch_sched,
+        }
+
     def with_concurrency(self, concurrency: int) -> Plan:
         return replace(self, concurrency=concurrency)
 

@@ -48,15 +48,15 @@ class Interrupt:
         self.reason: str | None = None
         self.level = 0
         self.first_at = 0.0
-        self.on_request: Callable[[], None] | None = None
+        self.listeners: list[Callable[[], None]] = []   # each running load phase's waker
 
     def request(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
             self.first_at = time.monotonic()
         self.level = min(self.level + 1, 2)
-        if self.on_request is not None:
-            self.on_request()
+        for listener in list(self.listeners):
+            listener()
 
 
 class _Waker:
@@ -95,28 +95,11 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
     from hammer import _core
 
     plan = config.plan
-    return _core.Engine(
-        **plan.pacer_args(),
-        n_slots=plan.n_slots() if plan.open_loop else 0,
-        duration_ns=plan.duration_ns if plan.duration_ns is not None else -1,
-        max_requests=plan.requests if plan.requests is not None else -1,
-        timeout_ns=plan.timeout_ns,
-        spin_ns=plan.spin_ns,
-        seed=plan.seed,
-        threads=plan.threads,
-        connections=config.connections,
-        batch_sched=plan.threads > usable_cpus(),  # the engine applies it to closed loop
-        tls=config.tls.for_core(config.target) if config.tls is not None else None,
-        host=config.target.address,
-        port=config.target.port,
-        requests=[(r.keep_alive, r.closing, r.is_head) for r in config.requests_table],
-        random_order=config.random_order,
-        max_per_conn=config.max_requests_per_conn,
-        connect_timeout_ns=config.connect_timeout_ns or -1,
-        unix_path=config.unix_socket,
-        ring_capacity=ring_capacity,
-        ok_statuses=config.ok_statuses,
-    )
+    # SCHED_BATCH when threads share CPUs (the engine applies it to closed loop only)
+    schedule = plan.core_schedule(connections=config.connections,
+                                  batch_sched=plan.threads > usable_cpus())
+    return _core.Engine(schedule=schedule, target=config.core_target(),
+                        http=config.core_http(), ring_capacity=ring_capacity)
 
 
 async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
@@ -148,7 +131,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     stop_level_sent = 0
     next_progress = time.monotonic() + 1.0
     waker = _Waker(asyncio.get_running_loop(), engine.wake_fd)
-    interrupt.on_request = waker.wake
+    interrupt.listeners.append(waker.wake)
     try:
         while not engine.finished():
             now = time.monotonic()
@@ -169,7 +152,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
                 next_progress += 1.0
                 progress(_progress_snapshot(engine, start_ns))
     finally:
-        interrupt.on_request = None
+        interrupt.listeners.remove(waker.wake)
         waker.close()
     await asyncio.get_running_loop().run_in_executor(None, engine.join)
     engine.drain()
@@ -296,6 +279,14 @@ def _print_progress(snapshot: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
+def exit_code_for(interrupted: str | None, saturated: bool) -> int:
+    if interrupted == "SIGINT":
+        return exitcodes.INTERRUPTED
+    if interrupted == "SIGTERM":
+        return exitcodes.TERMINATED
+    return exitcodes.SATURATED if saturated else exitcodes.OK
+
+
 def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool) -> int:
     """`hammer run`: run, print the text report, write JSON; return the exit code."""
     from hammer.reporters import render_text, write_json_atomic
@@ -312,13 +303,7 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     if show_progress:
         sys.stderr.write("\r" + " " * 78 + "\r")
     data = report.to_dict()
-    code = exitcodes.OK
-    if report.interrupted == "SIGINT":
-        code = exitcodes.INTERRUPTED
-    elif report.interrupted == "SIGTERM":
-        code = exitcodes.TERMINATED
-    elif data["saturated"]:
-        code = exitcodes.SATURATED
+    code = exit_code_for(report.interrupted, bool(data["saturated"]))
     if not quiet:
         text_out = sys.stderr if json_path == "-" else sys.stdout
         text_out.write(render_text(data))

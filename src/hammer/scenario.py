@@ -54,6 +54,13 @@ class Workload:
     start_ns: int = 0
     secrets: list[str] = field(default_factory=list)
 
+    def run_options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """This workload's options with command-line flags over them, for run()."""
+        options = {**self.options, **overrides}
+        if self.secrets:
+            options["secrets"] = tuple(self.secrets)
+        return options
+
 
 def option_names() -> dict[str, str]:
     """Every `hammer run` option: long name (without dashes) -> parameter name."""
@@ -185,17 +192,6 @@ def _start_ns(path: str, value: Any) -> int:
         return units.parse_duration_ns(str(value), allow_zero=True)
     except ValueError as exc:
         raise ConfigError(f"{path}: start: {exc}") from None
-
-
-def load_scenario(path: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A one-workload scenario file with command-line flags over it, as run() options."""
-    workloads = load_scenarios(path)
-    if len(workloads) != 1:
-        raise ConfigError(f"{path}: several workloads: run them with run_workloads()")
-    options = {**workloads[0].options, **overrides}
-    if workloads[0].secrets:
-        options["secrets"] = tuple(workloads[0].secrets)
-    return options
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:

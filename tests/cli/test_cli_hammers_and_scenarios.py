@@ -294,3 +294,75 @@ def test_scenario_errors_name_the_file_and_key(tmp_path: Path, content: str, nam
 def test_missing_scenario_file(tmp_path: Path) -> None:
     line = usage_error(hammer("run", "--scenario", "nope.json", cwd=tmp_path))
     assert "cannot read scenario nope.json: No such file or directory" in line
+
+
+def test_several_workloads_run_together_reported_apart_and_in_total(
+        target_server, hammer_dir: Path) -> None:
+    http_server = target_server()
+    py_server = target_server(status=404)
+    path = hammer_dir / "multi.toml"
+    path.write_text(textwrap.dedent(f"""
+        duration = "1s"
+        [scenarios.browse]
+        url = "{http_server.url}"
+        rate = 40
+        [scenarios.python]
+        hammer = "myhammers:Get"
+        hammer-config = {{ url = "{py_server.url}" }}
+        rate = 20
+        start = "300ms"
+    """))
+    proc = hammer("run", "--scenario", str(path), "--json", "-", cwd=hammer_dir)
+    assert proc.returncode in (exitcodes.OK, exitcodes.SATURATED), proc.stderr
+    report = json.loads(proc.stdout)
+    browse, python = report["workloads"]["browse"], report["workloads"]["python"]
+    assert browse["kind"] == "http" and python["kind"] == "python"
+    assert browse["counts"]["ok"] == 40
+    assert python["counts"]["http_error"] == 20
+    assert report["kind"] == "scenario"
+    assert report["counts"]["scheduled"] == 60
+    assert report["counts"]["ok"] == 40
+    assert report["counts"]["http_error"] == 20
+    assert report["status"] == {"200": 40, "404": 20}
+    assert report["rate"]["target_rps"] == 60
+    # the python workload started 300 ms later: the whole run spans 1.3 s
+    assert report["duration_s"] == pytest.approx(1.3, abs=0.05)
+    assert report["hammer"]["workloads"]["python"]["start_s"] == 0.3
+    assert http_server.wait_stats(requests=40)["responses"] == {"200": 40}
+    assert py_server.wait_stats(requests=20)["responses"] == {"404": 20}
+    # the text report shows each workload, then the total
+    assert "== workload browse ==" in proc.stderr
+    assert "== total of every workload ==" in proc.stderr
+
+
+def test_merged_latency_is_the_sum_of_the_workloads_histograms() -> None:
+    """The total adds histograms (hdr_add): its counts are the workloads' counts."""
+    import asyncio
+
+    from hammer.hammers import Hammer
+    from hammer.hammers.python import make_hammer_config
+    from hammer.plan import make_plan
+    from hammer.workloads import Workload, run_workloads
+
+    class Slow(Hammer):
+        def __init__(self, delay: float) -> None:
+            super().__init__()
+            self.delay = delay
+
+        async def hit(self, slot: int) -> None:
+            await asyncio.sleep(self.delay)
+
+    workloads = [
+        Workload("fast", 0, make_hammer_config(Slow(0.001), make_plan(rate=50, requests=25))),
+        Workload("slow", 0, make_hammer_config(Slow(0.02), make_plan(rate=50, requests=25))),
+    ]
+    result = run_workloads(workloads, "test")
+    fast, slow = result.reports["fast"].totals, result.reports["slow"].totals
+    total = result.total.totals
+    assert total is not None and fast is not None and slow is not None
+    assert total.aggregator.latency.total_count == 50
+    assert total.aggregator.latency.max == max(fast.aggregator.latency.max,
+                                                slow.aggregator.latency.max)
+    assert total.aggregator.latency.min == min(fast.aggregator.latency.min,
+                                                slow.aggregator.latency.min)
+    assert result.total.latency_ms["p50"] < 20 <= result.total.latency_ms["max"]

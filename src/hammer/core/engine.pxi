@@ -30,25 +30,43 @@ cdef class Engine:
         self.requests = NULL
         self.ssl_ctx = NULL
 
-    def __init__(self, *, str host, int port, list requests, int threads,
-                 int connections, object rate_num, object rate_den, int64_t n_slots,
-                 int64_t duration_ns, int64_t max_requests, int64_t timeout_ns,
-                 int64_t connect_timeout_ns=-1, int64_t max_per_conn=0,
-                 bint random_order=False, uint64_t seed=1, int64_t spin_ns=0,
-                 bint batch_sched=False,  # closed loop: workers run as SCHED_BATCH
-                 str unix_path=None, object profile=None, object poisson_seed=None,
-                 dict tls=None, int ring_capacity=RING_CAPACITY_DEFAULT,
-                 object ok_statuses=None):
-        """requests: [(keep_alive_bytes, close_bytes, is_head)], one per target.
-        rate_num/rate_den: requests per second as a fraction (None: closed loop);
-        profile: rate segments [(kind, duration_s, r0, r1, period_s)] instead;
-        poisson_seed: Poisson arrivals at rate_num/rate_den.
-        n_slots: slots the open-loop schedule holds. duration_ns, max_requests: -1 = none.
-        max_per_conn: requests per connection, the last asking the server to close
-        (1: a new connection per request; 0: no cap). unix_path: connect there instead.
-        tls: None for plain HTTP, else {"insecure", "cafile", "certfile", "keyfile",
-        "server_name", "verify_name", "verify_ip"}.
-        ok_statuses: the statuses counted ok (None: 200..399); see Aggregator."""
+    def __init__(self, *, dict schedule, dict target, dict http,
+                 int ring_capacity=RING_CAPACITY_DEFAULT):
+        """When, where and what, apart (Plan.core_schedule(), RunConfig.core_target()
+        and .core_http() build them):
+
+        schedule: rate_num/rate_den (req/s as a fraction; None: closed loop), profile
+        (rate segments [(kind, duration_s, r0, r1, period_s)] instead), poisson_seed
+        (Poisson arrivals at rate_num/rate_den), n_slots (slots the open-loop schedule
+        holds), duration_ns and max_requests (-1: none), timeout_ns, spin_ns, seed,
+        threads, connections, batch_sched (closed loop: workers run as SCHED_BATCH).
+        target: host, port, unix_path (connect there instead), connect_timeout_ns (-1:
+        the timeout), tls (None for plain TCP, else {"insecure", "cafile", "certfile",
+        "keyfile", "server_name", "verify_name", "verify_ip"}).
+        http: requests [(keep_alive_bytes, close_bytes, is_head)], one per target;
+        random_order; max_per_conn (requests per connection, the last asking the server
+        to close; 1: a new connection per request; 0: no cap); ok_statuses (None:
+        200..399; see Aggregator)."""
+        rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
+        profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
+        cdef int64_t n_slots = schedule["n_slots"]
+        cdef int64_t duration_ns = schedule["duration_ns"]
+        cdef int64_t max_requests = schedule["max_requests"]
+        cdef int64_t timeout_ns = schedule["timeout_ns"]
+        cdef int64_t spin_ns = schedule["spin_ns"]
+        cdef uint64_t seed = schedule["seed"]
+        cdef int threads = schedule["threads"]
+        cdef int connections = schedule["connections"]
+        cdef bint batch_sched = schedule["batch_sched"]
+        cdef str host = target["host"]
+        cdef int port = target["port"]
+        cdef str unix_path = target["unix_path"]
+        cdef int64_t connect_timeout_ns = target["connect_timeout_ns"]
+        cdef dict tls = target["tls"]
+        cdef list requests = http["requests"]
+        cdef bint random_order = http["random_order"]
+        cdef int64_t max_per_conn = http["max_per_conn"]
+        ok_statuses = http["ok_statuses"]
         cdef int32_t i
         cdef Worker *w
         cdef int64_t per, extra

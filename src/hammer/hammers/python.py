@@ -439,9 +439,14 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
                             n_slots=plan.n_slots() if plan.open_loop else 0)
     aggregator = _core.Aggregator(1, ok_statuses=getattr(hammer, "ok_statuses", None))
     driver = _Driver(config, aggregator, timer, loop)
-    interrupt.on_request = lambda: loop.call_soon_threadsafe(_on_stop, driver, interrupt)
+    def on_stop() -> None:
+        loop.call_soon_threadsafe(_on_stop, driver, interrupt)
+
+    interrupt.listeners.append(on_stop)
     start_ns = time.monotonic_ns() + START_DELAY_NS
     driver.start(start_ns)
+    if interrupt.reason:  # a stop came before this load phase began
+        _on_stop(driver, interrupt)
     next_progress = time.monotonic() + 1.0
     try:
         while not driver.finished.done():
@@ -460,7 +465,7 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
                           "scheduled": driver.scheduled, "completed": aggregator.completed,
                           "errors": aggregator.errors})
     finally:
-        interrupt.on_request = None
+        interrupt.listeners.remove(on_stop)
         driver.close()
     notes = []
     try:
