@@ -19,7 +19,6 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from hammer.errors import ConfigError
@@ -99,6 +98,8 @@ def load_hammer_class(spec: str) -> type:
             if obj is None:
                 raise ConfigError(f"module {module_name!r} has no {attr!r}")
     else:
+        from importlib.metadata import entry_points  # slow to import: only when asked
+
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
         if not found:
             installed = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
