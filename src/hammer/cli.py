@@ -65,10 +65,13 @@ def main() -> None:
               help="Stop after N scheduled requests (with -d: whichever comes first).")
 @click.option("--timeout", default="10s", show_default=True, metavar="D",
               help="Per-request timeout, from the write to the last response byte.")
-@click.option("--spin", default="auto", show_default=True, metavar="D",
+@click.option("--spin", default="0", show_default=True, metavar="D",
               help="Open loop: poll instead of sleeping this long before each send, "
-                   "trading CPU time for precision (auto: 1ms while threads < CPUs, "
-                   "else 0; 0 = always sleep).")
+                   "trading a busy CPU for microsecond precision (0: never poll).")
+@click.option("--pacing", default="auto", show_default=True, metavar="P",
+              help="Open loop: auto (a timer wake at most every 250us sends every request "
+                   "due by then, each measured from its own time), exact (a wake per "
+                   "request), or a quantum such as 100us.")
 @click.option("-m", "--method", default="GET", show_default=True, help="HTTP method.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
               help="Request header, repeatable.")

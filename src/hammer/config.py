@@ -274,6 +274,7 @@ def make_config(
     requests: str | int | None = None,
     timeout: str | float | int = "10s",
     spin: str | float | int | None = None,
+    pacing: str | None = None,
     method: str = "GET",
     headers: Iterable[str] | Mapping[str, str] = (),
     body: str | bytes | None = None,
@@ -298,6 +299,7 @@ def make_config(
     into a RunConfig. Raises ConfigError with a one-line message."""
     plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
                      concurrency=connections, threads=threads, timeout=timeout, spin=spin,
+                     pacing=pacing,
                      seed=seed)
     n_conns = plan.concurrency
     if n_conns is None:

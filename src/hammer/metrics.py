@@ -131,6 +131,7 @@ class Report:
             "threads": cfg.threads,
             "timeout_s": cfg.timeout_ns / 1e9,
             "spin_ms": cfg.spin_ns / 1e6 if cfg.open_loop else None,
+            "pacing": _pacing(cfg),
             "keepalive": cfg.keepalive,
             "max_requests_per_conn": cfg.max_requests_per_conn or None,
             "rate": {
@@ -158,6 +159,15 @@ class Report:
             "saturated": self.saturation(),
             "notes": list(self.notes),
         }
+
+
+def _pacing(config: Any) -> dict[str, Any] | None:
+    """How an open loop's slots were paced: exact, or a quantum (with its length)."""
+    plan = getattr(config, "plan", None)
+    if plan is None or not plan.open_loop:
+        return None
+    return {"mode": "exact" if plan.quantum_ns == 0 else "quantum",
+            "quantum_us": plan.quantum_ns / 1000 if plan.quantum_ns else None}
 
 
 def target_count(config: Any, t0_s: float, t1_s: float) -> float | None:

@@ -167,9 +167,18 @@ def _header(report: Mapping[str, Any]) -> list[str]:
                    else f"{_count(report.get('connections'))} in flight at most")
     threads = (f"{_plural(report.get('threads'), 'thread')}, "
                if report.get("kind", "http") == "http" else "")
+    pacing = _mapping(report.get("pacing"))
+    extra = ""
+    if pacing.get("mode") == "exact":
+        extra = ", pacing exact"
+    elif pacing.get("quantum_us"):
+        extra = f", pacing quantum {_seconds(pacing['quantum_us'] / 1e6)}"
+    spin = _num(report.get("spin_ms"))
+    if spin:
+        extra += f", polling {_seconds(spin / 1e3)} before each send"
     lines.append(
         f"  {concurrency}, {threads}"
-        f"timeout {_seconds(report.get('timeout_s'))}"
+        f"timeout {_seconds(report.get('timeout_s'))}{extra}"
     )
     return lines
 

@@ -213,7 +213,7 @@ async def _run_with_signals(config: RunConfig | HammerConfig, progress: Progress
 
 
 PLAN_OPTIONS = {"rate", "arrivals", "duration", "requests", "connections", "threads",
-                "timeout", "spin", "seed"}
+                "timeout", "spin", "pacing", "seed"}
 
 
 def configure(url: str | None = None, *, hammer: Any = None,

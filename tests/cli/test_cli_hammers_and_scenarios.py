@@ -365,4 +365,4 @@ def test_merged_latency_is_the_sum_of_the_workloads_histograms() -> None:
                                                 slow.aggregator.latency.max)
     assert total.aggregator.latency.min == min(fast.aggregator.latency.min,
                                                 slow.aggregator.latency.min)
-    assert result.total.latency_ms["p50"] < 20 <= result.total.latency_ms["max"]
+    assert result.total.latency_ms["min"] < 5 < 15 <= result.total.latency_ms["max"]

@@ -38,7 +38,8 @@ cdef class Engine:
         schedule: rate_num/rate_den (req/s as a fraction; None: closed loop), profile
         (rate segments [(kind, duration_s, r0, r1, period_s)] instead), poisson_seed
         (Poisson arrivals at rate_num/rate_den), n_slots (slots the open-loop schedule
-        holds), duration_ns and max_requests (-1: none), timeout_ns, spin_ns, seed,
+        holds), duration_ns and max_requests (-1: none), timeout_ns, spin_ns,
+        quantum_ns (a timer wake for slots at most this often; 0: one per slot), seed,
         threads, connections, batch_sched (closed loop: workers run as SCHED_BATCH).
         target: host, port, unix_path (connect there instead), connect_timeout_ns (-1:
         the timeout), tls (None for plain TCP, else {"insecure", "cafile", "certfile",
@@ -54,6 +55,7 @@ cdef class Engine:
         cdef int64_t max_requests = schedule["max_requests"]
         cdef int64_t timeout_ns = schedule["timeout_ns"]
         cdef int64_t spin_ns = schedule["spin_ns"]
+        cdef int64_t quantum_ns = schedule["quantum_ns"]
         cdef uint64_t seed = schedule["seed"]
         cdef int threads = schedule["threads"]
         cdef int connections = schedule["connections"]
@@ -125,6 +127,7 @@ cdef class Engine:
             w.timeout_ns = timeout_ns
             w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
             w.spin_ns = spin_ns
+            w.quantum_ns = quantum_ns
             w.batch_sched = batch_sched and not w.open_loop
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads

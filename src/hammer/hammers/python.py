@@ -34,10 +34,6 @@ START_DELAY_NS = 10_000_000       # slot 0 is due this long after the driver sta
 MIN_SWEEP_INTERVAL_S = 0.005      # timeouts are swept every 1 % of the timeout, within
 MAX_SWEEP_INTERVAL_S = 0.1        # these bounds (as the core's workers do)
 STOP_GRACE_S = 1.0                # after a stop signal, hits in flight get this long
-# A wake of the loop costs tens of microseconds here: the driver wakes at most once per
-# quantum and starts every slot due by then, each measured from its own intended time.
-# Slower than one slot per quantum, every slot gets its own wake.
-PACING_QUANTUM_NS = 250_000
 
 
 @dataclass(frozen=True)
@@ -79,9 +75,7 @@ class HammerConfig:
     def report_fields(self) -> dict[str, object]:
         call = ("async hit() on the event loop" if self.is_async
                 else f"plain hit() on a pool of {self.sync_threads} threads")
-        pacing = (f"a wake at most every {PACING_QUANTUM_NS // 1000} us starts the slots due "
-                  "by then" if self.plan.open_loop else None)
-        return {"kind": "python", "class": self.name, "call": call, "pacing": pacing}
+        return {"kind": "python", "class": self.name, "call": call}
 
 
 def make_hammer_config(hammer: Any, plan: Plan, url: str | None = None) -> HammerConfig:
@@ -128,6 +122,7 @@ class _Driver:
         self.n_slots = timer.n_slots
         self.budget = plan.requests
         self.timeout_ns = plan.timeout_ns
+        self.quantum_ns = plan.quantum_ns
         self.limit = config.connections
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         if not config.is_async:
@@ -200,7 +195,8 @@ class _Driver:
         while self.scheduling and self.next_slot < self.n_slots:
             t = intended(self.next_slot)
             if t > now:
-                wake = t if t - now >= PACING_QUANTUM_NS else now + PACING_QUANTUM_NS
+                # a timer wake at most once per quantum: the slots due by then go together
+                wake = t if t - now >= self.quantum_ns else now + self.quantum_ns
                 self.timer.arm_at(wake if wake < self.end_ns else self.end_ns)
                 self.starved = False
                 return
