@@ -217,6 +217,55 @@ def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[st
     return exit_code_for(result.interrupted, bool(result.saturation()))
 
 
+def _probe(url: str | None, rate: str | None, connections: str | None, closed: bool,
+           factor: float, step: str, max_time: str, max_value: str | None, threads: str,
+           json_path: str | None) -> int:
+    from hammer import units
+    from hammer.errors import ConfigError
+    from hammer.probe import probe, render_probe
+    from hammer.reporters import write_json_atomic
+
+    if url is None:
+        _fail_usage("--probe needs a URL")
+    try:
+        mode = "closed" if closed else "open"
+        if closed:
+            start = float(units.parse_count(connections, name="connections")
+                          if connections else 1)
+            top = float(units.parse_count(max_value, name="max") if max_value else 100_000)
+        else:
+            start = float(units.parse_rate(rate)) if rate else 1000.0
+            top = float(units.parse_rate(max_value)) if max_value else 1_000_000.0
+        step_s = units.parse_duration_ns(step) / 1e9
+        max_time_s = units.parse_duration_ns(max_time) / 1e9
+        n_threads = units.parse_count(threads, name="threads")
+        conns = (units.parse_count(connections, name="connections")
+                 if connections and not closed else None)
+        import hammer
+
+        hammer.make_config(url, requests=1)  # the URL is checked before any load
+    except (ValueError, ConfigError) as exc:
+        _fail_usage(str(exc))
+
+    def show(s: Any) -> None:
+        if json_path != "-":
+            click.echo(f"  step: {s.asked:,.0f} asked, {s.throughput_rps:,.0f}/s completed, "
+                       f"{'held' if s.broke is None else 'broke'}", err=True)
+
+    result = probe(url, mode=mode, start=start, factor=factor, step_s=step_s,
+                   max_time_s=max_time_s, max_value=top, connections=conns,
+                   threads=n_threads, on_step=show)
+    out = sys.stderr if json_path == "-" else sys.stdout
+    out.write(render_probe(result, url))
+    if json_path is not None:
+        try:
+            write_json_atomic(result.to_dict(), json_path)
+        except OSError as exc:
+            click.echo(f"hammer: error: {exc}", err=True)
+            return exitcodes.FAILED
+    return exitcodes.OK if result.knee is not None else exitcodes.FAILED
+
+
 def _hammer_config(text: str) -> dict[str, Any]:
     """--hammer-config: a JSON object, or @PATH of a file holding one."""
     import json
@@ -285,13 +334,35 @@ def serve(host: str, port: int, status: int, body_size: str, delay: str,
 @click.option("-c", "--connections", default=None, metavar="N", help="A plan's connections.")
 @click.option("--churn", is_flag=True,
               help="The plan opens a new connection per request (no keep-alive).")
-def limits(url: str | None, rate: str | None, connections: str | None, churn: bool) -> None:
+@click.option("--probe", is_flag=True,
+              help="Ramp real load against URL until the first limit breaks (open loop: the "
+                   "rate from -r; --closed: the connections) and report the knee.")
+@click.option("--closed", is_flag=True, help="--probe: ramp connections (closed loop).")
+@click.option("--factor", default=2.0, show_default=True, type=click.FloatRange(1.1, 10),
+              help="--probe: each step asks this much more than the last.")
+@click.option("--step", "step", default="2s", show_default=True, metavar="D",
+              help="--probe: the length of each step.")
+@click.option("--max-time", default="60s", show_default=True, metavar="D",
+              help="--probe: stop after this long in all.")
+@click.option("--max", "max_value", default=None, metavar="N",
+              help="--probe: the most to ask (default 1M req/s, or 100k connections).")
+@click.option("-t", "--threads", default="1", show_default=True, metavar="N",
+              help="--probe: worker threads.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="--probe: write the steps as JSON ('-' for stdout).")
+def limits(url: str | None, rate: str | None, connections: str | None, churn: bool,
+           probe: bool, closed: bool, factor: float, step: str, max_time: str,
+           max_value: str | None, threads: str, json_path: str | None) -> None:
     """Show the host's limits for load generation, and whether a plan fits.
 
     Open files, ephemeral ports and the new connections per second they sustain,
     tcp_tw_reuse, somaxconn, conntrack, the clock and its cost, timer slack, CPUs.
     With --connections (and --rate), judges that plan and says what to change.
+    With --probe, finds how far this host goes against URL.
     """
+    if probe:
+        sys.exit(_probe(url, rate, connections, closed, factor, step, max_time, max_value,
+                        threads, json_path))
     from hammer import units
     from hammer.config import (
         DEFAULT_CLOSED_CONNECTIONS,
