@@ -2,7 +2,8 @@
 """Benchmark driver: hammer against its peers (wrk, wrk2, hey, ab, h2load) on nginx.
 
     python bench/run.py [--duration 10s] [--rounds 3] [--connections 64]
-                        [--scenario NAME ...] [--client NAME ...] [--wrk2 PATH]
+                        [--scenario NAME ...] [--client NAME ...]
+                        [--wrk2 PATH | --wrk2-src DIR]
                         [--hammer-pythonpath DIR] [--baseline REF] [--json out.json]
 
 nginx (one worker, private config from bench/nginx.conf.template, a private prefix in a
@@ -303,6 +304,44 @@ def build_hammer(ref: str, dest: Path, tool: str = "hammer-base") -> HammerBuild
                            + " | ".join((done.stderr or done.stdout).strip().splitlines()[-5:]))
     log(f"{tool}: built {ref} ({commit[:12]}) into {site} in {time.monotonic() - t0:.0f}s")
     return HammerBuild(tool, str(site), ref, commit)
+
+
+WRK2_BUILD_TIMEOUT_S = 900
+
+
+def build_wrk2(src: Path, scratch: Path) -> str:
+    """Build wrk2 from a source tree (giltene/wrk2: a Makefile that builds its bundled
+    LuaJIT, then links against the system's OpenSSL) and return the binary's path. `make`
+    runs in src itself when it is writable (incremental: the next run of the bench finds it
+    built), else in a copy under scratch. Raises RuntimeError with the end of make's output
+    when it does not build."""
+    if not (src / "Makefile").is_file():
+        raise RuntimeError(f"--wrk2-src {src}: no Makefile there (a wrk2 source tree?)")
+    make = shutil.which("make")
+    if make is None or (shutil.which("cc") or shutil.which("gcc")) is None:
+        raise RuntimeError("--wrk2-src: building wrk2 needs make and a C compiler "
+                           "(apt-get install make gcc libssl-dev zlib1g-dev)")
+    where = src
+    if not os.access(src, os.W_OK):
+        where = scratch / "wrk2-src"
+        shutil.copytree(src, where, symlinks=True)
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run([make, f"-j{os.cpu_count() or 1}"], cwd=where,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              check=False, timeout=WRK2_BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"--wrk2-src: make in {where} did not finish in "
+                           f"{WRK2_BUILD_TIMEOUT_S} s") from exc
+    exe = where / "wrk"
+    if done.returncode != 0 or not os.access(exe, os.X_OK):
+        tail = done.stdout.strip().splitlines()[-15:]
+        raise RuntimeError(f"--wrk2-src: make in {where} failed (exit {done.returncode}); "
+                           "wrk2 needs libssl-dev and zlib1g-dev. The end of its output:\n  "
+                           + "\n  ".join(tail))
+    log(f"wrk2: built {exe} from {src} in {time.monotonic() - t0:.0f}s"
+        + ("" if where == src else " (a copy: the source tree is not writable)"))
+    return str(exe)
 
 
 # -- nginx -----------------------------------------------------------------------------
@@ -682,7 +721,7 @@ class Tools:
         if tool == "wrk2":
             if self.wrk2_requested:
                 return f"wrk2: {self.wrk2_requested} is not executable; skipped"
-            return "wrk2: not run (pass --wrk2 PATH)"
+            return "wrk2: not run (pass --wrk2 PATH or --wrk2-src DIR)"
         hint = {"ab": "apt-get install apache2-utils", "h2load": "apt-get install nghttp2-client",
                 "hey": "apt-get install hey", "wrk": "apt-get install wrk"}.get(tool, "")
         return f"{tool}: not installed ({hint}); skipped"
@@ -1210,7 +1249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     metavar="NAME", help=f"scenarios to run (default all): {', '.join(SCENARIOS)}")
     ap.add_argument("--client", action="extend", nargs="+", choices=ALL_CLIENTS, metavar="NAME",
                     help="only these clients (default all available)")
-    ap.add_argument("--wrk2", metavar="PATH", help="a wrk2 binary (open-loop scenarios)")
+    wrk2 = ap.add_mutually_exclusive_group()
+    wrk2.add_argument("--wrk2", metavar="PATH", help="a wrk2 binary (open-loop scenarios)")
+    wrk2.add_argument("--wrk2-src", metavar="DIR",
+                      help="a wrk2 source tree (github.com/giltene/wrk2): run make in it "
+                           "(in a copy in the temp dir when it is not writable) and use the "
+                           "wrk binary it builds, as --wrk2 would")
     ap.add_argument("--nginx", default=find_nginx() or "/usr/sbin/nginx",
                     help="nginx binary (default: from PATH, else /usr/sbin/nginx, "
                          "/usr/local/sbin/nginx or /usr/local/nginx/sbin/nginx)")
@@ -1244,11 +1288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline:
             hammers["hammer-base"] = build_hammer(args.baseline, tmp / "baseline")
         build_notes = [compile_hammer(b) for b in hammers.values()]
+        wrk2_path = args.wrk2
+        if args.wrk2_src:
+            wrk2_path = build_wrk2(Path(args.wrk2_src).resolve(), tmp)
+            build_notes.append(f"wrk2: built from {args.wrk2_src}: {wrk2_path}")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         log(f"error: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
         return 1
-    tools = Tools(args.wrk2, compile_floor(tmp), hammers)
+    tools = Tools(wrk2_path, compile_floor(tmp), hammers)
 
     notes: list[str] = []
     cpus = os.sched_getaffinity(0)
