@@ -8,6 +8,7 @@
 - runs: one run and its record; --help timing, fixed cost, calibration
 - stats: per-client summaries over rounds, paired ratios
 - report: the progress lines and the tables
+- spacing: --spacing, the capture of open-loop runs on the loopback and its analysis
 - cli: the flags and the main loop
 
 Standard library plus hammer, and tests/servers.py (standard library only) for what the

@@ -40,11 +40,12 @@ from typing import Any
 from hammer import units
 from servers import find_nginx
 
+from . import spacing
 from .build import HammerBuild, build_hammer, build_wrk2, compile_floor, compile_hammer
 from .clients import ALL_CLIENTS, Tools
 from .nginx import Nginx
 from .procs import CLIENT_CPU, SERVER_CPU, log
-from .report import baseline_ratios, describe, render_table
+from .report import baseline_ratios, describe, render_spacing, render_table
 from .runs import (
     HELP_SAMPLES,
     RunRecord,
@@ -54,7 +55,7 @@ from .runs import (
     hammer_fixed_cost,
     help_timing,
 )
-from .scenarios import SCENARIOS, THREADS_MIN_ROUNDS, build_scenario
+from .scenarios import OPEN_SCENARIOS, SCENARIOS, THREADS_MIN_ROUNDS, build_scenario
 from .stats import ClientSummary, fmt, pct, summarise
 
 
@@ -87,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="nginx binary (default: from PATH, else /usr/sbin/nginx, "
                          "/usr/local/sbin/nginx or /usr/local/nginx/sbin/nginx)")
     ap.add_argument("--json", metavar="PATH", help="write every run and summary here")
+    ap.add_argument("--spacing", action="store_true",
+                    help="open-loop scenarios (open-*): capture with tcpdump, on the loopback, "
+                         "when each request reaches nginx's port, and report how evenly each "
+                         "client spaces them (per-ms counts, crowded windows, gaps); tcpdump "
+                         "runs pinned to nginx's core; needs root")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client CPUs")
     ap.add_argument("--hammer-pythonpath", metavar="DIR",
                     help="run the hammer clients with PYTHONPATH=DIR (a build of hammer, e.g. "
@@ -125,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         return 1
     tools = Tools(wrk2_path, compile_floor(tmp), hammers)
+    capture = args.spacing
+    if capture and (why := spacing.available()):
+        log(f"--spacing: {why}; no capture")
+        capture = False
 
     notes: list[str] = []
     cpus = os.sched_getaffinity(0)
@@ -138,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(client) are used")
 
     result: dict[str, Any] = {
-        "meta": {"duration_s": duration_s, "rounds": args.rounds,
+        "meta": {"duration_s": duration_s, "rounds": args.rounds, "spacing": capture,
                  "connections": args.connections, "python": sys.version.split()[0],
                  "server_cpu": server_cpu, "client_cpu": client_cpu,
                  "tools": tools.paths, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -222,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rnd in range(1, rounds + 1):
                 for client in sc.clients:
                     try:
-                        rec = do_run(nginx, tools, name, client, rnd, work, client_cpu)
+                        rec = do_run(nginx, tools, name, client, rnd, work, client_cpu,
+                                     capture=capture and name in OPEN_SCENARIOS)
                     except (OSError, RuntimeError, http.client.HTTPException) as exc:
                         rec = failed_run(name, client, rnd, f"{type(exc).__name__}: {exc}")
                     runs.append(rec)
@@ -232,11 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "closed-64":
                 closed64 = {s.client: s for s in summaries}
             table = render_table(sc, summaries, closed64)
+            spaced = spacing.summarise(runs, sc.clients, fixed_cpu_s)
+            if capture and name in OPEN_SCENARIOS:
+                table += "\n" + "\n".join(render_spacing(spaced, nginx.port))
             print(table + "\n", flush=True)
             result["scenarios"][name] = {
                 "description": sc.description, "notes": sc.notes,
                 "calibration": asdict(calib) if calib else None, "rate": rate,
                 "summary": [asdict(s) for s in summaries], "runs": [asdict(r) for r in runs],
+                "spacing": spaced,
             }
         for line in head_lines:
             print(line)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+from typing import Any
+
 from .clients import HAMMER_CLIENTS, base_name
+from .procs import SERVER_CPU
 from .runs import RunRecord
 from .scenarios import THREADS_CPU_LIMIT, Scenario
+from .spacing import TRIM_NS
 from .stats import NOISE_FRAC, ClientSummary, agreement, fmt, paired, pct
 
 
@@ -112,3 +117,39 @@ def render_table(sc: Scenario, summaries: list[ClientSummary],
                      "imports, report; see the 'fixed cost' line), per request")
     lines.extend(f"  note: {n}" for n in sc.notes)
     return "\n".join(lines)
+
+
+def render_spacing(rows: list[dict[str, Any]], port: int) -> list[str]:
+    """The --spacing block of an open-loop scenario (rows: hb.spacing.summarise)."""
+    lines = [
+        f"  spacing, seen from outside (tcpdump on lo, pinned to CPU {SERVER_CPU}: request "
+        f"segments to port {port}; first and last {TRIM_NS // 1_000_000} ms left out; "
+        "medians over rounds):",
+        f"  {'client':<17} {'target/s':>9} {'seen/s':>9} {'per-ms p99':>10} {'>1.5x ms':>8} "
+        f"{'empty ms':>8} {'gap p50 µs':>10} {'gap p99 µs':>10} {'CPU %core':>9} "
+        f"{'net*':>6}  {'cap-client':<11} {'cap-nginx':<10} dropped"]
+    for r in rows:
+        if not r["captures"]:
+            lines.append(f"  {r['client']:<17} no capture: {r['why']}")
+            continue
+        lines.append(
+            f"  {r['client']:<17} {fmt(r['target_rps'], ',.0f'):>9} "
+            f"{fmt(r['rate_seen_rps'], ',.0f'):>9} {fmt(r['per_ms_p99'], '.0f'):>10} "
+            f"{fmt(pct(r['crowded_ms_frac']), '.1f') + '%':>8} "
+            f"{fmt(pct(r['empty_ms_frac']), '.1f') + '%':>8} "
+            f"{fmt(r['gap_us_p50'], '.1f'):>10} {fmt(r['gap_us_p99'], '.1f'):>10} "
+            f"{fmt(pct(r['cpu_core_frac']), '.1f') + '%':>9} "
+            f"{fmt(pct(r['cpu_core_frac_net']), '.1f'):>6}  "
+            f"{agreement(r['capture_minus_client']):<11} "
+            f"{agreement(r['capture_minus_server']):<10} {r['dropped_by_kernel']:,}")
+    legend = (
+        "per-ms p99: the 99th percentile of requests per 1 ms window; >1.5x ms: windows "
+        "holding more than 1.5x the mean (clumps); empty ms: windows with none; gap: between "
+        "consecutive requests, all connections together; CPU %core: the client's CPU over "
+        "its wall time (net*: hammer's minus its fixed per-run cost, over the load phase); "
+        "cap-client: requests captured minus the client's count of sent (wrk2: completed), "
+        "per round; cap-nginx: minus nginx's; dropped: by the kernel, per tcpdump. The "
+        "packet tap runs in the sender's context: its per-packet cost is in the client's "
+        "CPU in these runs.")
+    lines.extend(textwrap.wrap(legend, 98, initial_indent="  ", subsequent_indent="  "))
+    return lines

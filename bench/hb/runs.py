@@ -8,10 +8,12 @@ import json
 import signal
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import spacing
 from .build import HammerBuild
 from .clients import HAMMER_START_NOFILE, HAMMERS, PARSERS, Client, Params, Parsed, Tools
 from .nginx import Nginx
@@ -46,6 +48,7 @@ class RunRecord:
     wall_s: float
     extra: dict[str, Any]
     machine: dict[str, Any]      # nginx CPU, and CPU time of others on the two cores
+    spacing: dict[str, Any] | None = None   # --spacing: the capture's counts and figures
 
     @property
     def noise(self) -> float:
@@ -56,7 +59,9 @@ class RunRecord:
 
 
 def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
-           workdir: Path, client_cpu: int | None) -> RunRecord:
+           workdir: Path, client_cpu: int | None, capture: bool = False) -> RunRecord:
+    """One run of client. capture: record when its requests reach nginx's port (tcpdump
+    on lo, pinned to nginx's core) and analyse their spacing (hb.spacing)."""
     if not nginx.alive():
         log("  nginx is gone: restarting it")
         nginx.start()
@@ -65,17 +70,35 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
     calls0 = nginx.status_calls
     argv = tools.argv(client)
     nofile = HAMMER_START_NOFILE if client.tool in HAMMERS else None
-    srv0 = sum(proc_cpu_s(pid) for pid in nginx.workers)
-    cpus0 = cpu_stat()
-    res = run_pinned(argv, client_cpu, client.params.duration_s + HARD_TIMEOUT_EXTRA_S,
-                     workdir, nofile_soft=nofile, env=tools.env(client))
-    cpus1 = cpu_stat()
-    srv_cpu = sum(proc_cpu_s(pid) for pid in nginx.workers) - srv0
+    cap: spacing.Capture | None = None
+    spaced: dict[str, Any] | None = None
+    if capture:
+        try:
+            cap = spacing.start(nginx.port, workdir / "capture.pcap", nginx.pin_cpu)
+        except (OSError, RuntimeError) as exc:
+            log(f"  spacing: no capture: {exc}")
+            spaced = {"error": str(exc)}
+    client_done = time.monotonic()
+    try:
+        srv0 = sum(proc_cpu_s(pid) for pid in nginx.workers)
+        cap0 = proc_cpu_s(cap.proc.pid) if cap else 0.0
+        cpus0 = cpu_stat()
+        res = run_pinned(argv, client_cpu, client.params.duration_s + HARD_TIMEOUT_EXTRA_S,
+                         workdir, nofile_soft=nofile, env=tools.env(client))
+        client_done = time.monotonic()
+        cpus1 = cpu_stat()
+        srv_cpu = sum(proc_cpu_s(pid) for pid in nginx.workers) - srv0
+        cap_cpu = proc_cpu_s(cap.proc.pid) - cap0 if cap else 0.0
+    finally:
+        if cap is not None:
+            spaced = spacing.measure(cap, client_done)
     # CPU time on the two cores that neither nginx nor the client accounts for: other
     # processes (noise), plus kernel work charged to no task (softirq, some loopback TCP)
     machine: dict[str, Any] = {"server_cpu_s": srv_cpu}
-    for label, cpu, own in (("server", nginx.pin_cpu, srv_cpu), ("client", client_cpu,
-                                                                  res.cpu_s)):
+    if cap is not None:
+        machine["capture_cpu_s"] = cap_cpu    # tcpdump, on the server's core: not noise
+    for label, cpu, own in (("server", nginx.pin_cpu, srv_cpu + cap_cpu),
+                            ("client", client_cpu, res.cpu_s)):
         if cpu is not None and cpu in cpus0 and cpu in cpus1:
             busy = cpus1[cpu][0] - cpus0[cpu][0]
             machine[f"{label}_core_busy_s"] = busy
@@ -111,6 +134,14 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
     cpu_us = res.cpu_s * 1e6 / completed if completed else None
     machine["server_busy_frac"] = srv_cpu / dur if dur else None
     machine["server_cpu_us_per_request"] = srv_cpu * 1e6 / server if server else None
+    if spaced is not None and "captured" in spaced:
+        # what the capture saw against what the client says it sent and nginx served
+        sent = parsed.extra.get("sent", completed)
+        seen = spaced.get("requests_captured")
+        spaced["client_sent"] = sent
+        spaced["capture_minus_client"] = seen - sent if seen is not None and sent else None
+        spaced["capture_minus_server"] = (seen - server if seen is not None
+                                          and server is not None else None)
     return RunRecord(
         scenario=scenario, client=client.name, round=rnd, argv=res.argv,
         ok=failure is None and bool(completed), failure=failure or (
@@ -123,7 +154,7 @@ def do_run(nginx: Nginx, tools: Tools, scenario: str, client: Client, rnd: int,
         cpu_user_s=res.user_s, cpu_sys_s=res.sys_s, cpu_us_per_request=cpu_us,
         maxrss_kib=res.maxrss_kib, peak_rss_kib=res.hwm_kib or res.maxrss_kib,
         p50_ms=parsed.p50_ms, p99_ms=parsed.p99_ms,
-        wall_s=res.wall_s, extra=parsed.extra, machine=machine,
+        wall_s=res.wall_s, extra=parsed.extra, machine=machine, spacing=spaced,
     )
 
 

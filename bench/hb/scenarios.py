@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from .clients import HAMMER_START_NOFILE, Client, Params, Tools
 from .procs import CLIENT_CPU
 
-SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-max", "closed-10k", "64k",
-             "https-64",
-             "threads-2")
+SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-1k", "open-max", "closed-10k",
+             "64k", "https-64", "threads-2")
+OPEN_SCENARIOS = ("open-20k", "open-1k", "open-max")    # --spacing captures these
 SMALL_BODY = b"hello\n"
 OPEN_20K_RATE = 20_000
+OPEN_1K_RATE = 1_000
 OPEN_MAX_FRACTION = 0.9
 THREADS_CPU_LIMIT = 1.10        # threads-2: CPU-µs/req with -t 2 may grow at most 10 %
 # threads-2 judges a 10 % limit between two runs of the same tool, while one run's
@@ -91,8 +92,8 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         return Scenario(name, f"closed loop, {conns} connections, -t 1 vs -t 2 (both "
                               f"pinned to CPU {CLIENT_CPU}: the two threads share one core)",
                         clients, notes)
-    if name in ("open-20k", "open-max"):
-        rate = OPEN_20K_RATE if name == "open-20k" else open_max_rate
+    if name in OPEN_SCENARIOS:
+        rate = {"open-20k": OPEN_20K_RATE, "open-1k": OPEN_1K_RATE}.get(name, open_max_rate)
         notes = []
         if rate is None:
             return Scenario(name, "open loop near the server's max", [],
