@@ -29,8 +29,13 @@ test: system-deps install
 	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
 
+# BENCH_ARGS: run.py's flags, e.g. the spacing figures of open-loop clients (see
+# bench/README.md, "Spacing"):
+#   make bench BENCH_ARGS='--spacing --scenario open-20k open-1k --client hammer wrk2
+#                          --wrk2-src ~/src/wrk2'
+BENCH_ARGS ?=
 bench: install
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # Searches beyond the deterministic suite: the atheris framing fuzzer with a fresh seed
 # (new finds go to a scratch corpus, crashes to ./crash-*), then the hypothesis

@@ -60,19 +60,21 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-# bench/run.py's helpers: pinned runs with their own rusage, the private nginx, CPU stats
-from run import (  # noqa: E402
+# bench/run.py's parts (bench/hb): pinned runs with their own rusage, the private nginx,
+# CPU stats
+from hb.cli import parse_duration  # noqa: E402
+from hb.nginx import Nginx  # noqa: E402
+from hb.procs import (  # noqa: E402
     CLIENT_CPU,
     HARD_TIMEOUT_EXTRA_S,
     SERVER_CPU,
-    Nginx,
     cpu_stat,
-    find_nginx,
     log,
-    parse_duration,
     proc_cpu_s,
     run_pinned,
 )
+
+from servers import find_nginx  # noqa: E402
 
 SCENARIOS = ("noop", "get-closed", "get-open")
 NOISE_FRAC = 0.10          # a run where others took > 10 % of a core it uses is flagged
