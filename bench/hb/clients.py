@@ -16,7 +16,7 @@ from .build import HammerBuild
 
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
 HAMMERS = ("hammer", "hammer-base")     # tools: hammer, and the --baseline build of it
-HAMMER_CLIENTS = ("hammer", "hammer-spin0", "hammer-t1", "hammer-t2")
+HAMMER_CLIENTS = ("hammer", "hammer-exact", "hammer-t1", "hammer-t2")
 HAMMER_START_NOFILE = 1024      # hammer starts with this soft RLIMIT_NOFILE: it must raise it
 
 
@@ -36,7 +36,6 @@ class Params:
     threads: int
     duration_s: int
     rate: int | None = None       # open loop at this many req/s
-    spin: str | None = None       # hammer --spin
     hammer_extra: tuple[str, ...] = ()  # more hammer flags (e.g. --cacert for https)
 
 
@@ -163,7 +162,7 @@ def parse_h2load(out: str, err: str) -> Parsed:
 
 @dataclass(frozen=True)
 class Client:
-    name: str          # as reported (hammer, hammer-spin0, wrk, ...)
+    name: str          # as reported (hammer, hammer-exact, wrk, ...)
     tool: str          # which binary / parser
     params: Params
 
@@ -229,8 +228,6 @@ class Tools:
                     "-t", str(p.threads), "-d", f"{p.duration_s}s", "--json", "-", "-q"]
             if p.rate is not None:
                 argv += ["-r", str(p.rate)]
-            if p.spin is not None:
-                argv += ["--spin", p.spin]
             return argv + list(p.hammer_extra)
         if c.tool == "wrk":
             return [exe, f"-t{p.threads}", f"-c{p.connections}", f"-d{p.duration_s}s",

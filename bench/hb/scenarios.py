@@ -101,10 +101,12 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
         op = Params(small, conns, 1, duration_s, rate=rate)
         clients = [Client("hammer", "hammer", op)]
         if name == "open-20k":
-            clients = [Client("hammer", "hammer", Params(small, conns, 1, duration_s, rate,
-                                                         "1ms")),
-                       Client("hammer-spin0", "hammer",
-                              Params(small, conns, 1, duration_s, rate, "0"))]
+            # hammer's default pacing (a timer wake at most every 250 us) and a wake per
+            # request (--pacing exact)
+            clients = [Client("hammer", "hammer", op),
+                       Client("hammer-exact", "hammer",
+                              Params(small, conns, 1, duration_s, rate,
+                                     hammer_extra=("--pacing", "exact")))]
         tools.offer("wrk2", clients, notes, Client("wrk2", "wrk2", op))
         notes.append("wrk, hey, ab, h2load: skipped (no open-loop mode: hey -q throttles each "
                      "worker of a closed loop, h2load --rate paces connections)")
