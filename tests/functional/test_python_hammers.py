@@ -202,8 +202,9 @@ def test_stop_run_ends_the_run_with_a_partial_report() -> None:
     check_invariant(report)
     assert report.stopped == "enough at 30"
     assert report.errors == {"StopRun": 1}
-    assert report.counts.scheduled == 31
-    assert report.counts.ok == 30
+    # hits already started when slot 30 raised still finish (on a busy host, a few)
+    assert 31 <= report.counts.scheduled <= 40
+    assert report.counts.ok == report.counts.scheduled - 1
     assert report.duration_s < 1.0
     assert any("StopRun" in note and "enough at 30" in note for note in report.notes)
 

@@ -220,6 +220,8 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     hm_add_relaxed(&SOCKETS.opened, 1)
     if w.family != AF_UNIX:
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+    if w.defer_reads:
+        setsockopt(c.fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one))
     r = connect(c.fd, <sockaddr *>&w.addr, w.addrlen)
     if r < 0 and errno != EINPROGRESS:
         c.state = CS_CONNECTING
@@ -283,16 +285,25 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
     cdef size_t off = 0, used = 0
     cdef ssize_t n
     cdef int r
-    cdef int64_t now
+    cdef int64_t now, rx_ns = 0
     if c.carry_len:
         memcpy(w.rbuf, c.carry, c.carry_len)
         off = c.carry_len
         c.carry_len = 0
     if c.ssl != NULL:
         n = tls_recv(w, c, off)
+        now = clock_ns()
+    elif w.defer_reads:
+        n = hm_read_stamped(c.fd, w.rbuf + off, RBUF_BYTES - off, &rx_ns)
+        now = clock_ns()
+        if rx_ns > 0:
+            # when the kernel received the bytes, not when this (deferred) read ran
+            rx_ns -= w.realtime_offset_ns
+            if c.write_ns < rx_ns < now:
+                now = rx_ns
     else:
         n = read(c.fd, w.rbuf + off, RBUF_BYTES - off)
-    now = clock_ns()
+        now = clock_ns()
     if n == -2:
         conn_fail(w, c, ERR_TLS, now)
         return

@@ -17,6 +17,10 @@ cdef enum:
                                     # final FIN wait
     RECONNECT_BACKOFF_NS = 5000000  # closed loop: pause after a connect error
 
+    MAX_DEFER_NS = 2000000          # open loop: the loop sleeps through response arrivals
+                                    # (taking the kernel's receive stamps) when its next
+                                    # wake is at most this far off
+
     # timeouts are swept every 1 % of the shortest timeout, within these bounds
     MIN_SWEEP_INTERVAL_NS = 5000000
     MAX_SWEEP_INTERVAL_NS = 100000000

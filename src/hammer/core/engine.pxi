@@ -128,6 +128,10 @@ cdef class Engine:
             w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
             w.spin_ns = spin_ns
             w.quantum_ns = quantum_ns
+            # plain TCP (stamps need a socket read, not TLS or a Unix socket), open loop
+            # with a quantum
+            w.defer_reads = (w.open_loop and quantum_ns > 0 and tls is None
+                             and unix_path is None)
             w.batch_sched = batch_sched and not w.open_loop
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads

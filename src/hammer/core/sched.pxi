@@ -22,6 +22,7 @@ cdef struct Worker:
     int64_t timeout_ns
     int64_t spin_ns              # poll without sleeping this long before each slot
     int64_t quantum_ns           # a timer wake for slots at most this often (0: one per slot)
+    uint8_t defer_reads          # read at timer wakes, timed by the kernel's receive stamps
     int64_t request_budget       # closed loop: requests this worker may start (-1: no cap)
     int64_t connect_timeout_ns
     ProtoHooks proto_hooks       # the protocol's functions (HTTP_HOOKS)
@@ -53,6 +54,7 @@ cdef struct Worker:
     int64_t sweep_interval_ns
     int64_t reconnect_at_ns
     int64_t last_timer_wake_ns   # when the loop last woke by its timer (not by a socket)
+    int64_t realtime_offset_ns   # CLOCK_REALTIME - CLOCK_MONOTONIC, read at each wake
     # published counters (relaxed atomics: read live by the control plane)
     uint64_t scheduled
     uint64_t unsent
@@ -321,6 +323,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
     w.start_ns = w.pacer.start_ns
     w.end_ns = w.start_ns + w.duration_ns if w.duration_ns >= 0 else 0x7FFFFFFFFFFFFFFF
     w.scheduling = 1
+    w.realtime_offset_ns = hm_realtime_offset_ns()
     # a sweep reads every connection (cache misses at 10,000 of them): sweep as rarely
     # as the timeouts' precision allows
     w.sweep_interval_ns = min(w.timeout_ns, w.connect_timeout_ns) // SWEEP_DIVISOR
@@ -375,10 +378,22 @@ cdef void worker_run(Worker *w) noexcept nogil:
         wait_ns = wake - clock_ns()
         if wait_ns < 0:
             wait_ns = 0
-        set_timespec(&ts, wait_ns)
-        n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
-        if n == 0 and wait_ns > 0:
+        if w.defer_reads and w.scheduling and not w.starved and 0 < wait_ns <= MAX_DEFER_NS:
+            # sleep through response arrivals (a wake costs ~20 us of CPU): at the wake,
+            # take every socket that is ready; the kernel's receive stamps time them
+            set_timespec(&ts, wake)
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)
             w.last_timer_wake_ns = clock_ns()
+            w.realtime_offset_ns = hm_realtime_offset_ns()
+            set_timespec(&ts, 0)
+            n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+        else:
+            set_timespec(&ts, wait_ns)
+            n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
+            if n == 0 and wait_ns > 0:
+                w.last_timer_wake_ns = clock_ns()
+            if w.defer_reads:
+                w.realtime_offset_ns = hm_realtime_offset_ns()
         if n == 0 and wait_ns == 0 and w.spin_ns > 0:
             # polling ahead of a slot: let other threads on this CPU (the target server,
             # other workers) run meanwhile; the CPU never idles, so it never wakes late

@@ -11,6 +11,8 @@ cdef extern from "hammer_c.h" nogil:
     int64_t hm_muldiv(int64_t a, int64_t b, int64_t c)
     uint64_t hm_mulhi64(uint64_t a, uint64_t n)
     int64_t hm_now_ns()
+    int64_t hm_realtime_offset_ns()
+    ssize_t hm_read_stamped(int fd, char *buf, size_t len, int64_t *rx_ns)
     int hm_clz64(uint64_t v)
 
 
@@ -31,6 +33,9 @@ cdef extern from "<time.h>" nogil:
         long tv_sec
         long tv_nsec
     int nanosleep(const timespec *req, timespec *rem)
+    int clock_nanosleep(int clockid, int flags, const timespec *request, timespec *remain)
+    enum:
+        TIMER_ABSTIME
     struct itimerspec:
         timespec it_interval
         timespec it_value
@@ -97,6 +102,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_CLOEXEC
         SOL_SOCKET
         SO_ERROR
+        SO_TIMESTAMPNS
         MSG_NOSIGNAL
 
 
