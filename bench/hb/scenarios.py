@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from .clients import HAMMER_START_NOFILE, Client, Params, Tools
 from .procs import CLIENT_CPU
 
-SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-1k", "open-max", "closed-10k",
+SCENARIOS = ("closed-64", "closed-1000", "open-20k", "open-1k", "open-max", "open-50k",
+             "open-100k", "closed-10k",
              "64k", "https-64", "threads-2")
-OPEN_SCENARIOS = ("open-20k", "open-1k", "open-max")    # --spacing captures these
+# --spacing captures these; open-50k and open-100k: how far one core goes
+OPEN_SCENARIOS = ("open-20k", "open-1k", "open-max", "open-50k", "open-100k")
 SMALL_BODY = b"hello\n"
 OPEN_20K_RATE = 20_000
 OPEN_1K_RATE = 1_000
@@ -93,7 +95,8 @@ def build_scenario(name: str, tools: Tools, base_url: str, conns: int,
                               f"pinned to CPU {CLIENT_CPU}: the two threads share one core)",
                         clients, notes)
     if name in OPEN_SCENARIOS:
-        rate = {"open-20k": OPEN_20K_RATE, "open-1k": OPEN_1K_RATE}.get(name, open_max_rate)
+        rate = {"open-20k": OPEN_20K_RATE, "open-1k": OPEN_1K_RATE, "open-50k": 50_000,
+                "open-100k": 100_000}.get(name, open_max_rate)
         notes = []
         if rate is None:
             return Scenario(name, "open loop near the server's max", [],

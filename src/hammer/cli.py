@@ -69,7 +69,7 @@ def main() -> None:
               help="Open loop: poll instead of sleeping this long before each send, "
                    "trading a busy CPU for microsecond precision (0: never poll).")
 @click.option("--pacing", default="auto", show_default=True, metavar="P",
-              help="Open loop: auto (a timer wake at most every 250us sends every request "
+              help="Open loop: auto (a timer wake at most every 100us sends every request "
                    "due by then, each measured from its own time), exact (a wake per "
                    "request), or a quantum such as 100us.")
 @click.option("-m", "--method", default="GET", show_default=True, help="HTTP method.")

@@ -123,6 +123,12 @@ class RunConfig:
     mode = property(lambda self: self.plan.mode)
 
     @property
+    def quantum_ns(self) -> int:
+        from hammer.plan import CORE_QUANTUM_NS
+
+        return self.plan.quantum_for(CORE_QUANTUM_NS)
+
+    @property
     def label(self) -> str:
         """What the run targets, for reports (secrets redacted)."""
         return self.target.url

@@ -179,11 +179,11 @@ class Report:
 
 def _pacing(config: Any) -> dict[str, Any] | None:
     """How an open loop's slots were paced: exact, or a quantum (with its length)."""
-    plan = getattr(config, "plan", None)
-    if plan is None or not plan.open_loop:
+    quantum_ns = getattr(config, "quantum_ns", None)
+    if quantum_ns is None or not config.open_loop:
         return None
-    return {"mode": "exact" if plan.quantum_ns == 0 else "quantum",
-            "quantum_us": plan.quantum_ns / 1000 if plan.quantum_ns else None}
+    return {"mode": "exact" if quantum_ns == 0 else "quantum",
+            "quantum_us": quantum_ns / 1000 if quantum_ns else None}
 
 
 def target_count(config: Any, t0_s: float, t1_s: float) -> float | None:

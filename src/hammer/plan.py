@@ -22,7 +22,12 @@ DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 # Open loop: the loop wakes by its timer for slots at most once per quantum (a wake costs
 # about 20 us of CPU on these VMs) and sends every slot due by then, each measured from
 # its own intended time. Below one slot per quantum, every slot gets its own wake.
-DEFAULT_QUANTUM_NS = 250_000
+# The core's quantum stays under KVM's halt polling (200 us by default): a vCPU idle for
+# longer is descheduled by the host and may wake milliseconds late, and so may the
+# server's (at 250 us, send-lag p90 reached 2 ms here; at 100-150 us it stayed ~0.1 ms).
+# A Python hammer's wake costs more: it takes a longer quantum.
+CORE_QUANTUM_NS = 100_000
+PYTHON_QUANTUM_NS = 250_000
 MAX_QUANTUM_NS = 100_000_000
 MAX_SPIN_NS = units.NS_PER_S
 MAX_RATE_RPS = 100_000_000
@@ -62,15 +67,12 @@ class Plan:
     threads: int = 1
     timeout_ns: int = DEFAULT_TIMEOUT_NS
     spin_ns: int = 0                 # poll this long before each slot (0: never poll)
-    quantum_ns: int = DEFAULT_QUANTUM_NS   # 0: one timer wake per slot ("exact")
+    quantum_ns: int | None = None    # 0: one timer wake per slot ("exact"); None: auto
     seed: int = 1
 
-    @property
-    def pacing(self) -> str:
-        """How slots are paced, for reports."""
-        if self.quantum_ns == 0:
-            return "exact"
-        return f"quantum {units.format_duration_ns(self.quantum_ns)}"
+    def quantum_for(self, default_ns: int) -> int:
+        """The pacing quantum, with `auto` resolved to the kind's default."""
+        return default_ns if self.quantum_ns is None else self.quantum_ns
 
     @property
     def open_loop(self) -> bool:
@@ -121,7 +123,7 @@ class Plan:
             "max_requests": self.requests if self.requests is not None else -1,
             "timeout_ns": self.timeout_ns,
             "spin_ns": self.spin_ns,
-            "quantum_ns": self.quantum_ns,
+            "quantum_ns": self.quantum_for(CORE_QUANTUM_NS),
             "seed": self.seed,
             "threads": self.threads,
             "connections": connections,
@@ -248,10 +250,11 @@ def make_plan(
                 quantum_ns=quantum_ns, seed=int(seed))
 
 
-def parse_pacing(text: str | None) -> int:
-    """--pacing: `auto` (a quantum of 250us), `exact` (a wake per slot), or a quantum."""
+def parse_pacing(text: str | None) -> int | None:
+    """--pacing: `auto` (None: the kind's quantum), `exact` (0: a wake per slot), or a
+    quantum in ns."""
     if text is None or text == "auto":
-        return DEFAULT_QUANTUM_NS
+        return None
     if text == "exact":
         return 0
     try:

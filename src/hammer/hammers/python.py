@@ -24,7 +24,7 @@ from typing import Any
 
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
-from hammer.plan import Plan
+from hammer.plan import PYTHON_QUANTUM_NS, Plan
 
 MAX_ERROR_SAMPLES = 5
 MAX_DEFAULT_IN_FLIGHT = 100_000
@@ -67,6 +67,10 @@ class HammerConfig:
     spin_ns = property(lambda self: 0)
     open_loop = property(lambda self: self.plan.open_loop)
     mode = property(lambda self: self.plan.mode)
+
+    @property
+    def quantum_ns(self) -> int:
+        return self.plan.quantum_for(PYTHON_QUANTUM_NS)
 
     @property
     def label(self) -> str:
@@ -122,7 +126,7 @@ class _Driver:
         self.n_slots = timer.n_slots
         self.budget = plan.requests
         self.timeout_ns = plan.timeout_ns
-        self.quantum_ns = plan.quantum_ns
+        self.quantum_ns = config.quantum_ns
         self.limit = config.connections
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         if not config.is_async:
