@@ -1,6 +1,7 @@
 """Typed stub of hammer._core, the Cython core (built from _core.pyx and core/*.pxi)."""
 
 import enum
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -118,6 +119,7 @@ class SlotTimer:
         rate_den: int = 1,
         profile: list[tuple[str, float, float, float, float]] | None = None,
         poisson_seed: int | None = None,
+        trace: array[int] | None = None,
         n_slots: int = 0,
     ) -> None: ...
     def close(self) -> None: ...
@@ -168,6 +170,7 @@ def schedule_ns(
     rate_den: int = 1,
     profile: Sequence[tuple[str, float, float, float, float]] | None = None,
     poisson_seed: int | None = None,
+    trace: array[int] | None = None,
 ) -> list[int]: ...
 def poisson_slots_within(rate_num: int, rate_den: int, seed: int, duration_ns: int) -> int: ...
 def socket_counts() -> tuple[int, int]:

@@ -291,6 +291,62 @@ def _hammer_config(text: str) -> dict[str, Any]:
 
 
 @main.command()
+@click.argument("logs", nargs=-1, required=True)
+@click.option("--target", "target_url", default=None, metavar="URL",
+              help="Where to send the requests (their paths come from the logs).")
+@click.option("--speed", default=1.0, show_default=True, type=float, metavar="X",
+              help="Replay X times as fast as the original traffic.")
+@click.option("--spread", default="even", show_default=True,
+              type=click.Choice(["even", "poisson", "none"]),
+              help="Logs stamped to the second: spread each second's requests evenly, as "
+                   "Poisson arrivals, or keep them as bursts.")
+@click.option("--allow-unsafe", is_flag=True,
+              help="Also replay POST, PUT, PATCH and DELETE (sent with an empty body).")
+@click.option("--method", "methods", multiple=True, metavar="M",
+              help="Replay only these methods (repeatable).")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
+              help="A header to add to every request (redacted in reports), repeatable.")
+@click.option("-c", "--connections", default=None, metavar="N",
+              help="Keep-alive connections (default 64).")
+@click.option("--timeout", default="10s", show_default=True, metavar="D",
+              help="Per-request timeout.")
+@click.option("--seed", default=1, show_default=True, type=int, help="For --spread poisson.")
+@click.option("--dry-run", is_flag=True,
+              help="Send nothing: say what the logs hold and how long the replay takes.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write the JSON report to PATH ('-' for stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No text report.")
+def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: str,
+           allow_unsafe: bool, methods: tuple[str, ...], headers: tuple[str, ...],
+           connections: str | None, timeout: str, seed: int, dry_run: bool,
+           json_path: str | None, quiet: bool) -> None:
+    """Replay the requests of access logs (nginx/Apache common or combined, optional
+    $msec, JSON lines; gzip) against --target, each at its original time / speed."""
+    from hammer.errors import ConfigError
+    from hammer.replay import build_timeline, log_paths, render_dry_run, replay_config
+    from hammer.runner import run_cli
+
+    try:
+        timeline = build_timeline(log_paths(logs), speed=speed, spread=spread, seed=seed,
+                                  allow_unsafe=allow_unsafe,
+                                  methods=frozenset(m.upper() for m in methods) or None)
+        if dry_run:
+            click.echo(render_dry_run(timeline), nl=False)
+            sys.exit(exitcodes.OK)
+        if target_url is None:
+            raise ConfigError("--target URL is needed (or --dry-run)")
+        options: dict[str, Any] = {"timeout": timeout}
+        if connections is not None:
+            options["connections"] = connections
+        config = replay_config(timeline, target_url, headers=headers, **options)
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+    if not quiet and json_path != "-":
+        click.echo(render_dry_run(timeline), nl=False, err=True)
+    sys.exit(run_cli(config, json_path=json_path, quiet=quiet))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("-p", "--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to bind (0 = any free port).")

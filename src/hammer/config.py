@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import socket
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -105,6 +106,9 @@ class RunConfig:
     tls: TlsOptions | None = None                     # https:// targets
     ok_statuses: frozenset[int] | None = None         # None: 2xx and 3xx are ok
     secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted in every output
+    # a replay: slot i sends requests_table[slot_targets[i]] (None: round-robin or random)
+    slot_targets: array[int] | None = field(default=None, compare=False, repr=False)
+    replay: dict[str, object] | None = field(default=None, compare=False, repr=False)
 
     kind = "http"
     concurrency_unit = "connection"
@@ -157,12 +161,18 @@ class RunConfig:
             "random_order": self.random_order,
             "max_per_conn": self.max_requests_per_conn,
             "ok_statuses": self.ok_statuses,
+            "slot_targets": self.slot_targets,
         }
 
     def report_fields(self) -> dict[str, object]:
         """What the report says of this kind beyond the common fields."""
-        return {"kind": "http", "ok_status": sorted(self.ok_statuses)
-                if self.ok_statuses is not None else "2xx,3xx"}
+        fields: dict[str, object] = {
+            "kind": "http",
+            "ok_status": sorted(self.ok_statuses) if self.ok_statuses is not None
+            else "2xx,3xx"}
+        if self.replay is not None:
+            fields["replay"] = self.replay
+        return fields
 
 
 def redact_url(url: str) -> str:

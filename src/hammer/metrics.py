@@ -188,6 +188,13 @@ def _pacing(config: Any) -> dict[str, Any] | None:
 
 def target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
     """Requests the schedule wanted in [t0, t1) (None in closed loop)."""
+    plan = getattr(config, "plan", None)
+    trace = getattr(plan, "trace_ns", None)
+    if trace is not None:
+        import bisect
+
+        return float(bisect.bisect_left(trace, int(t1_s * 1e9))
+                     - bisect.bisect_left(trace, int(t0_s * 1e9)))
     if config.rate_profile is not None:
         return (config.rate_profile.count_within(t1_s)
                 - config.rate_profile.count_within(t0_s))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from array import array
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TypedDict
 
@@ -52,6 +53,7 @@ class PacerArgs(TypedDict):
     rate_den: int
     profile: list[tuple[str, float, float, float, float]] | None
     poisson_seed: int | None
+    trace: array[int] | None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Plan:
     spin_ns: int = 0                 # poll this long before each slot (0: never poll)
     quantum_ns: int | None = None    # 0: one timer wake per slot ("exact"); None: auto
     seed: int = 1
+    # a replay's timeline: slot i is due at start + trace_ns[i] (ascending), instead of a rate
+    trace_ns: array[int] | None = field(default=None, compare=False, repr=False)
 
     def quantum_for(self, default_ns: int) -> int:
         """The pacing quantum, with `auto` resolved to the kind's default."""
@@ -87,7 +91,9 @@ class Plan:
         if self.rate_rps is None:
             raise ValueError("closed loop has no schedule")
         candidates = []
-        if self.arrivals == "poisson":
+        if self.trace_ns is not None:
+            candidates.append(len(self.trace_ns))
+        elif self.arrivals == "poisson":
             # how many arrivals fall within the duration depends on the draws
             if self.duration_ns is not None:
                 from hammer import _core
@@ -108,10 +114,11 @@ class Plan:
         rate = self.rate_rps
         poisson = self.arrivals == "poisson" and rate is not None
         return {
-            "rate_num": rate.numerator if rate is not None else None,
+            "rate_num": rate.numerator if rate is not None and self.trace_ns is None else None,
             "rate_den": rate.denominator if rate is not None else 1,
             "profile": self.rate_profile.as_core() if self.rate_profile is not None else None,
             "poisson_seed": self.seed if poisson else None,
+            "trace": self.trace_ns,
         }
 
     def core_schedule(self, *, connections: int, batch_sched: bool) -> dict[str, object]:

@@ -17,6 +17,8 @@ cdef class Engine:
     cdef SSL_CTX *ssl_ctx
     cdef list tls_names           # keeps the bytes behind the workers' name pointers alive
     cdef list request_objects     # keeps the bytes behind `requests` alive
+    cdef object trace             # keeps a trace's offsets alive (the workers' pacers)
+    cdef const uint32_t[::1] slot_targets  # keeps an access log's request order alive
     cdef object threads
     cdef readonly Aggregator aggregator
     cdef readonly int64_t start_ns
@@ -50,6 +52,7 @@ cdef class Engine:
         200..399; see Aggregator)."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
+        self.trace = schedule.get("trace")
         cdef int64_t n_slots = schedule["n_slots"]
         cdef int64_t duration_ns = schedule["duration_ns"]
         cdef int64_t max_requests = schedule["max_requests"]
@@ -69,6 +72,9 @@ cdef class Engine:
         cdef bint random_order = http["random_order"]
         cdef int64_t max_per_conn = http["max_per_conn"]
         ok_statuses = http["ok_statuses"]
+        slot_targets = http.get("slot_targets")
+        if slot_targets is not None:
+            self.slot_targets = slot_targets
         cdef int32_t i
         cdef Worker *w
         cdef int64_t per, extra
@@ -115,14 +121,14 @@ cdef class Engine:
             w = &self.workers[i]
             w.epfd = -1
             w.wake_fd = self._wake_fd
-            w.open_loop = rate_num is not None or profile is not None
+            w.open_loop = rate_num is not None or profile is not None or self.trace is not None
             if w.open_loop:
                 # slots are dealt round-robin: worker i sends i, i+T, i+2T, ... so the
                 # merged stream stays evenly spaced
                 w.first_slot = i
                 w.slot_stride = threads
                 w.n_local_slots = (n_slots - i + threads - 1) // threads if n_slots > i else 0
-                pacer_setup(&w.pacer, rate_num, rate_den, profile, poisson_seed)
+                pacer_setup(&w.pacer, rate_num, rate_den, profile, poisson_seed, self.trace)
             w.duration_ns = duration_ns
             w.timeout_ns = timeout_ns
             w.connect_timeout_ns = connect_timeout_ns if connect_timeout_ns > 0 else timeout_ns
@@ -145,6 +151,9 @@ cdef class Engine:
             w.proto.http.random_order = random_order
             w.proto.http.rng = (seed + <uint64_t>i * 0x9E3779B97F4A7C15ULL) | 1
             w.proto.http.max_per_conn = max_per_conn
+            if slot_targets is not None and self.slot_targets.shape[0] > 0:
+                w.proto.http.slot_targets = &self.slot_targets[0]
+                w.proto.http.n_slot_targets = self.slot_targets.shape[0]
             if hist_init(&w.connect_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0 or \
                     hist_init(&w.tls.handshake_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0:
                 raise MemoryError()

@@ -20,6 +20,8 @@ cdef struct HttpWorker:          # a worker's HTTP settings (read-only once runn
     uint8_t random_order         # pick targets at random (seeded) instead of round-robin
     uint64_t rng                 # rng_next state for the random order
     int64_t max_per_conn         # requests per connection, then `Connection: close` (0: no cap)
+    const uint32_t *slot_targets # slot i sends request slot_targets[i] (NULL: round-robin
+    int64_t n_slot_targets       # or random); an access log's order, kept alive by Engine
 
 
 cdef struct HttpConn:            # a connection's HTTP state
@@ -28,6 +30,8 @@ cdef struct HttpConn:            # a connection's HTTP state
 
 
 cdef inline uint32_t http_next_target(Worker *w, int64_t seq) noexcept nogil:
+    if w.proto.http.slot_targets != NULL and seq < w.proto.http.n_slot_targets:
+        return w.proto.http.slot_targets[seq]
     if w.proto.http.n_requests == 1:
         return 0
     if w.proto.http.random_order:

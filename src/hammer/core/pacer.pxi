@@ -18,6 +18,7 @@ cdef enum:
     PACE_CONSTANT = 0
     PACE_PROFILE = 1
     PACE_POISSON = 2
+    PACE_TRACE = 3          # explicit offsets (an access log's timeline)
 
 cdef enum:
     SEG_CONSTANT = 0
@@ -47,6 +48,8 @@ cdef struct Pacer:
     uint64_t poisson_rng
     int64_t poisson_slot    # the slot whose time is poisson_t
     double poisson_t
+    const int64_t *trace_ns # PACE_TRACE: slot i is due at start + trace_ns[i] (ascending;
+    int64_t n_trace         # the owner keeps the array alive)
 
 
 cdef inline double segment_count(const Segment *g, double tau) noexcept nogil:
@@ -118,6 +121,8 @@ cdef int64_t pacer_intended_ns(Pacer *p, int64_t slot) noexcept nogil:
     cdef double k = <double>slot
     if p.kind == PACE_CONSTANT:
         return p.start_ns + hm_muldiv(slot, p.period_num, p.period_den)
+    if p.kind == PACE_TRACE:
+        return p.start_ns + (p.trace_ns[slot] if slot < p.n_trace else p.trace_ns[p.n_trace - 1])
     if p.kind == PACE_POISSON:
         # slots are asked for in increasing order (a worker's next_local_slot only grows)
         while p.poisson_slot < slot:
@@ -133,13 +138,23 @@ cdef int64_t pacer_intended_ns(Pacer *p, int64_t slot) noexcept nogil:
 
 
 cdef int pacer_setup(Pacer *p, object rate_num, object rate_den, object profile,
-                     object poisson_seed) except -1:
+                     object poisson_seed, object trace=None) except -1:
     """constant (rate_num/rate_den req/s), a profile [(kind, duration_s, r0, r1, period_s)],
-    or Poisson arrivals at rate_num/rate_den with a seed."""
+    Poisson arrivals at rate_num/rate_den with a seed, or a trace: ascending int64 ns
+    offsets (an array('q'), which the caller keeps alive)."""
+    cdef const int64_t[::1] offsets
     cdef int32_t i
     cdef double t = 0.0, count = 0.0
     cdef Segment *g
     memset(p, 0, sizeof(Pacer))
+    if trace is not None:
+        offsets = trace
+        if offsets.shape[0] == 0:
+            raise ValueError("a trace holds at least one slot")
+        p.kind = PACE_TRACE
+        p.trace_ns = &offsets[0]
+        p.n_trace = offsets.shape[0]
+        return 0
     if profile is not None:
         if not 1 <= len(profile) <= MAX_SEGMENTS:
             raise ValueError(f"a rate profile has 1 to {MAX_SEGMENTS} segments")
@@ -179,10 +194,10 @@ def intended_ns(int64_t start_ns, int64_t period_num, int64_t period_den, int64_
 
 
 def schedule_ns(list slots, *, object rate_num=None, object rate_den=1, object profile=None,
-                object poisson_seed=None) -> list:
+                object poisson_seed=None, object trace=None) -> list:
     """Offsets (ns from the start) of the given increasing slots, for tests and reports."""
     cdef Pacer p
-    pacer_setup(&p, rate_num, rate_den, profile, poisson_seed)
+    pacer_setup(&p, rate_num, rate_den, profile, poisson_seed, trace)
     return [pacer_intended_ns(&p, s) for s in slots]
 
 

@@ -10,15 +10,17 @@ cdef class SlotTimer:
     cdef Pacer pacer
     cdef int fd
     cdef readonly int64_t n_slots
+    cdef object trace             # keeps a trace's offsets alive
 
     def __cinit__(self):
         self.fd = -1
 
     def __init__(self, *, object rate_num=None, object rate_den=1, object profile=None,
-                 object poisson_seed=None, int64_t n_slots=0):
+                 object poisson_seed=None, object trace=None, int64_t n_slots=0):
         memset(&self.pacer, 0, sizeof(Pacer))
-        if rate_num is not None or profile is not None:  # else a closed loop: no schedule
-            pacer_setup(&self.pacer, rate_num, rate_den, profile, poisson_seed)
+        self.trace = trace
+        if rate_num is not None or profile is not None or trace is not None:
+            pacer_setup(&self.pacer, rate_num, rate_den, profile, poisson_seed, trace)
         self.n_slots = n_slots
         self.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if self.fd < 0:

@@ -1,0 +1,335 @@
+"""Replay production traffic from access logs: `hammer replay LOG... --target URL`.
+
+The logs become a timeline: request i is due at t0 + (its original time - the first
+time) / speed, as absolute times from the start (the core's trace pacer), never as
+sleeps between requests, so nothing drifts. Logs stamped to the second are spread
+through each second (evenly, Poisson, or kept as bursts); nginx's $msec gives real
+times. The timeline is held in arrays (one int64 time and one uint32 request index per
+line), not a Python object per line; each distinct (method, path) is serialised once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import gzip
+import io
+import json
+import random
+import re
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+from hammer import units
+from hammer.errors import ConfigError
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SPREADS = ("even", "poisson", "none")
+MAX_SHOWN_MALFORMED = 5
+# nginx and Apache: common, and combined (referer and user agent); an optional leading
+# or trailing nginx $msec (seconds since the epoch, to the millisecond)
+_COMMON = re.compile(
+    r'^(?:(?P<msec0>\d{9,11}\.\d{3}) )?\S+ \S+ \S+ \[(?P<time>[^\]]+)\] '
+    r'"(?P<method>[A-Z]+) (?P<path>\S+)(?: HTTP/[0-9.]+)?" (?P<status>\d{3}) \S+'
+    r'(?: "[^"]*" "[^"]*")?(?: (?P<msec1>\d{9,11}\.\d{3}))?')
+_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+
+
+@dataclass
+class LogStats:
+    """What the logs held, counted: nothing is dropped silently."""
+
+    files: list[str] = field(default_factory=list)
+    lines: int = 0
+    parsed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    malformed: list[str] = field(default_factory=list)     # the first few, with line numbers
+    out_of_order: int = 0
+    precise: bool = True             # every kept line had a sub-second time ($msec)
+    original_status: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "lines": self.lines, "parsed": self.parsed,
+                "skipped": dict(self.skipped), "malformed_shown": self.malformed,
+                "out_of_order": self.out_of_order,
+                "timestamps": "sub-second" if self.precise else "to the second",
+                "original_status": dict(sorted(self.original_status.items()))}
+
+
+@dataclass
+class Timeline:
+    """Offsets (ns from the first request, already divided by the speed), the request
+    index of each, and the distinct requests."""
+
+    offsets_ns: array[int]
+    targets: array[int]
+    requests: list[tuple[str, str]]          # (method, path) by index
+    stats: LogStats
+    span_s: float                            # original span, first to last request
+    speed: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.offsets_ns[-1] / 1e9 if self.offsets_ns else 0.0
+
+    def per_second(self) -> list[int]:
+        """Requests due in each second of the replay."""
+        if not self.offsets_ns:
+            return []
+        n = int(self.offsets_ns[-1] // 1_000_000_000) + 1
+        return [bisect.bisect_left(self.offsets_ns, (i + 1) * 1_000_000_000)
+                - bisect.bisect_left(self.offsets_ns, i * 1_000_000_000) for i in range(n)]
+
+
+def _open(path: str) -> IO[str]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - returned wrapped
+    except OSError as exc:
+        raise ConfigError(f"cannot read log {path}: {exc.strerror}") from None
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    binary: Any = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
+
+
+def _parse_json(line: str) -> tuple[float, bool, str, str, str] | None:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    method, path = obj.get("method") or obj.get("request_method"), \
+        obj.get("uri") or obj.get("path") or obj.get("request_uri")
+    if (method is None or path is None) and isinstance(obj.get("request"), str):
+        parts = obj["request"].split()
+        if len(parts) >= 2:
+            method, path = parts[0], parts[1]
+    if not isinstance(method, str) or not isinstance(path, str):
+        return None
+    status = str(obj.get("status", "-"))
+    for key in ("msec", "time", "timestamp"):
+        value = obj.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), float(value) != int(value) or key == "msec", \
+                method, path, status
+    for key in ("time_iso8601", "time_local"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            try:
+                when = (datetime.fromisoformat(value) if key == "time_iso8601"
+                        else datetime.strptime(value, _TIME_FORMAT))
+            except ValueError:
+                return None
+            return when.timestamp(), False, method, path, status
+    return None
+
+
+@dataclass
+class Entries:
+    """The parsed lines as arrays: time (s since the epoch), whether it is sub-second,
+    and the request index. No Python object per line."""
+
+    times: array[float] = field(default_factory=lambda: array("d"))
+    precise: array[int] = field(default_factory=lambda: array("b"))
+    targets: array[int] = field(default_factory=lambda: array("I"))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def sort(self) -> None:
+        """By time, stably (logs written at completion can be slightly out of order)."""
+        order = sorted(range(len(self.times)), key=self.times.__getitem__)
+        self.times = array("d", (self.times[i] for i in order))
+        self.precise = array("b", (self.precise[i] for i in order))
+        self.targets = array("I", (self.targets[i] for i in order))
+
+
+def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
+              methods: frozenset[str] | None = None,
+              ) -> tuple[Entries, list[tuple[str, str]], LogStats]:
+    """Parse every line into arrays; the distinct requests; the counts."""
+    stats = LogStats()
+    index: dict[tuple[str, str], int] = {}
+    requests: list[tuple[str, str]] = []
+    entries = Entries()
+    time_cache: dict[str, float] = {}
+    last = float("-inf")
+    for path in paths:
+        stats.files.append(path)
+        with _open(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
+                stats.lines += 1
+                if not line:
+                    stats.skipped["empty"] += 1
+                    continue
+                parsed = _parse_line(line, time_cache)
+                if parsed is None:
+                    stats.skipped["malformed"] += 1
+                    if len(stats.malformed) < MAX_SHOWN_MALFORMED:
+                        stats.malformed.append(f"{path}:{lineno}: {line[:80]}")
+                    continue
+                when, precise, method, target, status = parsed
+                stats.parsed += 1
+                if methods is not None and method not in methods:
+                    stats.skipped["method filtered"] += 1
+                    continue
+                if method in UNSAFE_METHODS and not allow_unsafe:
+                    stats.skipped[f"unsafe method {method} (--allow-unsafe sends them)"] += 1
+                    continue
+                key = (method, target)
+                i = index.get(key)
+                if i is None:
+                    i = index[key] = len(requests)
+                    requests.append(key)
+                if when < last:
+                    stats.out_of_order += 1
+                last = max(last, when)
+                stats.precise = stats.precise and precise
+                stats.original_status[status] += 1
+                entries.times.append(when)
+                entries.precise.append(1 if precise else 0)
+                entries.targets.append(i)
+    return entries, requests, stats
+
+
+def _parse_line(line: str, time_cache: dict[str, float]) -> tuple[float, bool, str, str,
+                                                                      str] | None:
+    if line.startswith("{"):
+        return _parse_json(line)
+    m = _COMMON.match(line)
+    if m is None:
+        return None
+    msec = m.group("msec0") or m.group("msec1")
+    if msec is not None:
+        when, precise = float(msec), True
+    else:
+        stamp = m.group("time")
+        cached = time_cache.get(stamp)
+        if cached is None:
+            try:
+                cached = datetime.strptime(stamp, _TIME_FORMAT).timestamp()
+            except ValueError:
+                return None
+            if len(time_cache) > 100_000:
+                time_cache.clear()
+            time_cache[stamp] = cached
+        when, precise = cached, False
+    return when, precise, m.group("method"), m.group("path"), m.group("status")
+
+
+def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "even",
+                   seed: int = 1, allow_unsafe: bool = False,
+                   methods: frozenset[str] | None = None) -> Timeline:
+    """The replay's timeline from the logs."""
+    if spread not in SPREADS:
+        raise ConfigError(f"unknown spread {spread!r} (use even, poisson or none)")
+    if not speed > 0:
+        raise ConfigError(f"speed must be positive, not {speed!r}")
+    entries, requests, stats = read_logs(paths, allow_unsafe=allow_unsafe, methods=methods)
+    if not len(entries):
+        raise ConfigError(f"no request to replay in {', '.join(stats.files)} "
+                          f"({stats.lines:,} lines, skipped: {dict(stats.skipped)})")
+    if stats.out_of_order:
+        entries.sort()
+    first = entries.times[0]
+    # to the microsecond: the logs give milliseconds, and float seconds since the epoch
+    # carry ~100 ns of rounding error
+    offsets = array("q", (round((t - first) / speed * 1e6) * 1000
+                          for t in _spread(entries, spread, seed)))
+    return Timeline(offsets_ns=offsets, targets=entries.targets, requests=requests,
+                    stats=stats, span_s=entries.times[-1] - first, speed=speed)
+
+
+def _spread(entries: Entries, spread: str, seed: int) -> Iterator[float]:
+    """Times to the second become times within it: evenly, Poisson (sorted uniform draws:
+    a Poisson process given its count), or left as bursts."""
+    rng = random.Random(seed)
+    times, precise = entries.times, entries.precise
+    i = 0
+    while i < len(times):
+        when = times[i]
+        if precise[i] or spread == "none":
+            yield when
+            i += 1
+            continue
+        j = i
+        while j < len(times) and times[j] == when and not precise[j]:
+            j += 1
+        n = j - i
+        if spread == "even":
+            yield from (when + k / n for k in range(n))
+        else:
+            yield from (when + u for u in sorted(rng.random() for _ in range(n)))
+        i = j
+
+
+def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str] = (),
+                  **options: Any) -> Any:
+    """A RunConfig that sends the timeline to target_url (the core's HTTP kind)."""
+    from hammer.config import _parse_header, _prepare, make_config, make_target
+    from hammer.plan import Plan
+
+    base = make_config(target_url, headers=tuple(headers), requests=1,
+                       rate=1, **options)
+    target = base.target
+    parsed_headers = tuple(_parse_header(h) for h in headers)
+    table = []
+    for method, path in timeline.requests:
+        t, _ = make_target(f"{target.scheme}://{target.host_header}{path}", resolve=False)
+        table.append(_prepare(dataclasses.replace(t, address=target.address,
+                                                  host=target.host, port=target.port),
+                              method, parsed_headers, b""))
+    duration_ns = timeline.offsets_ns[-1] + 1
+    n = len(timeline.offsets_ns)
+    mean_rate = Fraction(n * units.NS_PER_S, max(duration_ns, 1)).limit_denominator(10**6)
+    plan = dataclasses.replace(base.plan, rate_rps=mean_rate, duration_ns=None, requests=n,
+                               trace_ns=timeline.offsets_ns)
+    assert isinstance(plan, Plan)
+    return dataclasses.replace(base, plan=plan, requests_table=tuple(table),
+                               slot_targets=timeline.targets,
+                               replay=_replay_fields(timeline))
+
+
+def _replay_fields(timeline: Timeline) -> dict[str, Any]:
+    return {"speed": timeline.speed, "original_span_s": round(timeline.span_s, 3),
+            "replay_s": round(timeline.duration_s, 3),
+            "distinct_requests": len(timeline.requests), **timeline.stats.to_dict()}
+
+
+def render_dry_run(timeline: Timeline) -> str:
+    stats = timeline.stats
+    per_second = timeline.per_second()
+    peak = max(per_second) if per_second else 0
+    lines = [
+        f"hammer replay --dry-run: {', '.join(stats.files)}",
+        f"  lines       {stats.lines:,} read, {stats.parsed:,} parsed, "
+        f"{len(timeline.offsets_ns):,} to replay, {len(timeline.requests):,} distinct",
+        "  skipped     " + (", ".join(f"{k}: {v:,}" for k, v in stats.skipped.items()) or "-"),
+        f"  timestamps  {'sub-second' if stats.precise else 'to the second'}; "
+        f"{stats.out_of_order:,} lines out of order",
+        f"  span        {units.format_duration_ns(timeline.span_s * 1e9)} of original "
+        f"traffic; replay {units.format_duration_ns(timeline.duration_s * 1e9)} "
+        f"at speed {timeline.speed:g}",
+        f"  peak second {peak:,} requests (replayed)",
+        "  status      " + ("  ".join(f"{k}: {v:,}" for k, v in
+                                      sorted(stats.original_status.items())) or "-"),
+    ]
+    for shown in stats.malformed:
+        lines.append(f"  malformed   {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def log_paths(paths: Iterable[str]) -> list[str]:
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise ConfigError(f"cannot read log {p}: no such file")
+        out.append(p)
+    return out

@@ -1,0 +1,194 @@
+"""`hammer replay`: access logs of known shape, replayed against real servers whose own
+arrival counts are compared with the original timeline divided by the speed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import hammer
+from accounting import check_invariant
+from hammer import exitcodes
+from hammer.replay import build_timeline, replay_config
+from servers import ArrivalServer, hammer_command
+
+T0 = datetime(2026, 11, 30, 13, 55, 36, tzinfo=timezone(timedelta(hours=-7)))
+
+
+def combined(when: datetime, path: str, method: str = "GET", status: int = 200) -> str:
+    stamp = when.strftime("%d/%b/%Y:%H:%M:%S %z")
+    return (f'192.0.2.7 - - [{stamp}] "{method} {path} HTTP/1.1" {status} 512 '
+            f'"-" "curl/8.0"\n')
+
+
+def write_bursty_log(path: Path) -> list[int]:
+    """Second-stamped: 10, 30, 0, 0, 20 requests in five seconds. Returns the counts."""
+    counts = [10, 30, 0, 0, 20]
+    lines = []
+    for second, n in enumerate(counts):
+        for i in range(n):
+            lines.append(combined(T0 + timedelta(seconds=second), f"/item/{second}/{i}",
+                                  status=200 if i % 5 else 404))
+    path.write_text("".join(lines))
+    return counts
+
+
+def arrivals_per_window(arrivals: list[int], start_ns: int, width_ns: int,
+                        n: int) -> list[int]:
+    out = [0] * n
+    for t in arrivals:
+        i = (t - start_ns) // width_ns
+        if 0 <= i < n:
+            out[i] += 1
+    return out
+
+
+def test_second_stamped_bursts_at_double_speed_arrive_as_the_original_over_two(
+        tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    counts = write_bursty_log(log)
+    timeline = build_timeline([str(log)], speed=2.0, spread="even")
+    # each original second becomes half a second of the replay, spread evenly through it
+    assert len(timeline.offsets_ns) == 60
+    assert timeline.duration_s == pytest.approx(2.0 + 19 / 20 / 2, abs=1e-6)
+    with ArrivalServer() as server:
+        config = replay_config(timeline, server.url, connections=16)
+        report = hammer.run(config)
+        deadline = time.monotonic() + 5
+        while server.requests < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    check_invariant(report)
+    assert report.counts.scheduled == report.counts.ok == 60
+    arrivals = sorted(server.arrivals_ns)
+    assert len(arrivals) == 60
+    # the server's arrivals per half second are the original seconds' counts (the first
+    # arrival is slot 0's, due at the start)
+    seen = arrivals_per_window(arrivals, arrivals[0] - 1_000_000, 500_000_000, 5)
+    assert all(abs(a - b) <= 1 for a, b in zip(seen, counts, strict=True)), (seen, counts)
+    assert sum(seen) == 60
+    # the report's seconds say what the original asked for in each replayed second
+    rows = report.to_dict()["time_series"]
+    assert [row["target_rps"] for row in rows][:2] == [40.0, 0.0]
+    replay = report.to_dict()["hammer"]["replay"]
+    assert replay["speed"] == 2.0
+    assert replay["original_status"] == {"200": 48, "404": 12}
+    assert replay["timestamps"] == "to the second"
+
+
+def test_msec_stamps_keep_their_real_times(tmp_path: Path) -> None:
+    log = tmp_path / "msec.log"
+    base = 1_764_600_000.0
+    offsets_s = [0.0, 0.1, 0.25, 0.7, 0.701, 1.5]
+    log.write_text("".join(
+        f'{base + o:.3f} 198.51.100.9 - - [30/Nov/2026:13:55:36 -0700] "GET /m/{i} HTTP/1.1" '
+        f'200 10 "-" "x"\n' for i, o in enumerate(offsets_s)))
+    timeline = build_timeline([str(log)])
+    assert list(timeline.offsets_ns) == [round(o * 1e9) for o in offsets_s]
+    with ArrivalServer() as server:
+        report = hammer.run(replay_config(timeline, server.url, connections=4))
+        deadline = time.monotonic() + 5
+        while server.requests < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    check_invariant(report)
+    arrivals = sorted(server.arrivals_ns)
+    gaps_ms = [(t - arrivals[0]) / 1e6 for t in arrivals]
+    assert gaps_ms == pytest.approx([o * 1000 for o in offsets_s], abs=5.0)
+
+
+def test_replay_against_nginx_sends_the_logged_paths(nginx, tmp_path: Path) -> None:
+    server = nginx()
+    log = tmp_path / "access.log.gz"
+    paths = [f"/p/{i % 7}?q={i}" for i in range(50)]
+    lines = [combined(T0 + timedelta(milliseconds=0), p) for p in paths]
+    with gzip.open(log, "wt") as f:
+        f.writelines(lines)
+    proc = subprocess.run(hammer_command("replay", str(log), "--target", server.url,
+                                         "--speed", "10", "--json", "-", "-q"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["counts"]["ok"] == 50
+    assert server.requests_served(wait_for=50) == 50
+    sent = Counter(e.path for e in server.access_log_entries())
+    assert sent == Counter(paths)
+
+
+def test_json_lines_and_unsafe_methods_are_counted(tmp_path: Path) -> None:
+    log = tmp_path / "app.jsonl"
+    rows = [{"msec": 1_764_600_000.0 + i / 10, "method": m, "uri": f"/j/{i}",
+             "status": 200} for i, m in enumerate(["GET", "POST", "GET", "DELETE", "GET"])]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n{\"x\": 1}\n")
+    timeline = build_timeline([str(log)])
+    assert len(timeline.offsets_ns) == 3
+    stats = timeline.stats
+    assert stats.lines == 7
+    assert stats.skipped["malformed"] == 2
+    assert stats.skipped["unsafe method POST (--allow-unsafe sends them)"] == 1
+    assert stats.skipped["unsafe method DELETE (--allow-unsafe sends them)"] == 1
+    assert stats.malformed == [f"{log}:6: not json", f'{log}:7: {{"x": 1}}']
+    assert len(build_timeline([str(log)], allow_unsafe=True).offsets_ns) == 5
+
+
+def test_dry_run_says_what_the_log_holds(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write_bursty_log(log)
+    with open(log, "a") as f:
+        f.write(combined(T0 + timedelta(seconds=4), "/form", method="POST"))
+        f.write("garbage line\n")
+    proc = subprocess.run(hammer_command("replay", str(log), "--dry-run", "--speed", "2"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    out = proc.stdout
+    assert "62 read, 61 parsed, 60 to replay, 60 distinct" in out
+    assert "unsafe method POST (--allow-unsafe sends them): 1" in out
+    assert "malformed: 1" in out
+    assert f"malformed   {log}:62: garbage line" in out
+    assert "timestamps  to the second" in out
+    assert "at speed 2" in out
+    assert "peak second 40 requests" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("nope.log", "--target", "http://127.0.0.1:9/"), "cannot read log nope.log"),
+    (("LOG",), "--target URL is needed (or --dry-run)"),
+    (("LOG", "--target", "http://127.0.0.1:9/", "--speed", "0"), "speed must be positive"),
+])
+def test_replay_usage_errors(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    log = tmp_path / "a.log"
+    write_bursty_log(log)
+    args = tuple(str(log) if a == "LOG" else a for a in args)
+    proc = subprocess.run(hammer_command("replay", *args), capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == exitcodes.USAGE, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_out_of_order_lines_are_counted_and_sorted(tmp_path: Path) -> None:
+    log = tmp_path / "late.log"
+    base = 1_764_600_000.0
+    order = [0.0, 0.3, 0.2, 0.5]        # nginx logs at completion: a slow request lands late
+    log.write_text("".join(
+        f'{base + o:.3f} 198.51.100.9 - - [30/Nov/2026:13:55:36 -0700] "GET /o/{i} HTTP/1.1" '
+        f'200 10 "-" "x"\n' for i, o in enumerate(order)))
+    timeline = build_timeline([str(log)])
+    assert timeline.stats.out_of_order == 1
+    assert list(timeline.offsets_ns) == [0, 200_000_000, 300_000_000, 500_000_000]
+    assert [timeline.requests[i][1] for i in timeline.targets] == ["/o/0", "/o/2", "/o/1",
+                                                                    "/o/3"]
+
+
+def test_the_core_trace_pacer_gives_the_offsets_exactly() -> None:
+    from array import array
+
+    from hammer import _core
+
+    trace = array("q", [0, 5, 5, 1_000, 2_000_000_000])
+    assert _core.schedule_ns([0, 1, 2, 3, 4], trace=trace) == list(trace)
