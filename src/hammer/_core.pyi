@@ -89,7 +89,12 @@ class Aggregator:
     errors: int
     late: int
     start_ns: int
-    def __init__(self, n_targets: int = 1, ok_statuses: Iterable[int] | None = None) -> None: ...
+    def __init__(
+        self,
+        n_targets: int = 1,
+        ok_statuses: Iterable[int] | None = None,
+        target_groups: array[int] | None = None,
+    ) -> None: ...
     def record_one(
         self,
         intended_ns: int,

@@ -304,6 +304,17 @@ def _hammer_config(text: str) -> dict[str, Any]:
               help="Also replay POST, PUT, PATCH and DELETE (sent with an empty body).")
 @click.option("--method", "methods", multiple=True, metavar="M",
               help="Replay only these methods (repeatable).")
+@click.option("--status", "statuses", default=None, metavar="LIST",
+              help="Replay only lines whose original status is in LIST (e.g. 2xx,404).")
+@click.option("--include", default=None, metavar="REGEX", help="Replay only matching paths.")
+@click.option("--exclude", default=None, metavar="REGEX", help="Skip matching paths.")
+@click.option("--from", "from_", default=None, metavar="D",
+              help="Start this far into the log (from its first line).")
+@click.option("--to", default=None, metavar="D", help="End this far into the log.")
+@click.option("--max-gap", default=None, metavar="D",
+              help="Shorten idle stretches of the original longer than D to D.")
+@click.option("--loop", "loops", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="Replay the timeline N times, back to back.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
               help="A header to add to every request (redacted in reports), repeatable.")
 @click.option("-c", "--connections", default=None, metavar="N",
@@ -317,19 +328,50 @@ def _hammer_config(text: str) -> dict[str, Any]:
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report.")
 def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: str,
-           allow_unsafe: bool, methods: tuple[str, ...], headers: tuple[str, ...],
+           allow_unsafe: bool, methods: tuple[str, ...], statuses: str | None,
+           include: str | None, exclude: str | None, from_: str | None, to: str | None,
+           max_gap: str | None, loops: int, headers: tuple[str, ...],
            connections: str | None, timeout: str, seed: int, dry_run: bool,
            json_path: str | None, quiet: bool) -> None:
     """Replay the requests of access logs (nginx/Apache common or combined, optional
     $msec, JSON lines; gzip) against --target, each at its original time / speed."""
+    import re
+
+    from hammer import units
     from hammer.errors import ConfigError
-    from hammer.replay import build_timeline, log_paths, render_dry_run, replay_config
+    from hammer.replay import (
+        Filters,
+        build_timeline,
+        log_paths,
+        render_dry_run,
+        replay_config,
+    )
     from hammer.runner import run_cli
 
+    def seconds(text: str | None, what: str) -> float | None:
+        if text is None:
+            return None
+        try:
+            return units.parse_duration_ns(text, allow_zero=True) / 1e9
+        except ValueError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+
+    def pattern(text: str | None, what: str) -> re.Pattern[str] | None:
+        try:
+            return re.compile(text) if text is not None else None
+        except re.error as exc:
+            raise ConfigError(f"{what}: invalid regular expression: {exc}") from None
+
     try:
+        filters = Filters(
+            methods=frozenset(m.upper() for m in methods) or None,
+            statuses=frozenset(x.strip().lower() for x in statuses.split(","))
+            if statuses else None,
+            include=pattern(include, "--include"), exclude=pattern(exclude, "--exclude"),
+            start_s=seconds(from_, "--from"), end_s=seconds(to, "--to"))
         timeline = build_timeline(log_paths(logs), speed=speed, spread=spread, seed=seed,
-                                  allow_unsafe=allow_unsafe,
-                                  methods=frozenset(m.upper() for m in methods) or None)
+                                  allow_unsafe=allow_unsafe, filters=filters,
+                                  max_gap_s=seconds(max_gap, "--max-gap"), loops=loops)
         if dry_run:
             click.echo(render_dry_run(timeline), nl=False)
             sys.exit(exitcodes.OK)

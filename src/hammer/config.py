@@ -109,6 +109,11 @@ class RunConfig:
     # a replay: slot i sends requests_table[slot_targets[i]] (None: round-robin or random)
     slot_targets: array[int] | None = field(default=None, compare=False, repr=False)
     replay: dict[str, object] | None = field(default=None, compare=False, repr=False)
+    # the per-target breakdown by group (a replay's path patterns): request -> row, and
+    # each row's (method, label); None: a row per request
+    target_groups: array[int] | None = field(default=None, compare=False, repr=False)
+    group_labels: tuple[tuple[str, str], ...] | None = field(default=None, compare=False,
+                                                             repr=False)
 
     kind = "http"
     concurrency_unit = "connection"
@@ -162,6 +167,8 @@ class RunConfig:
             "max_per_conn": self.max_requests_per_conn,
             "ok_statuses": self.ok_statuses,
             "slot_targets": self.slot_targets,
+            "target_groups": self.target_groups,
+            "n_groups": len(self.group_labels) if self.group_labels is not None else None,
         }
 
     def report_fields(self) -> dict[str, object]:

@@ -224,6 +224,34 @@ def time_series(config: Any, rows: list[dict[str, Any]],
     return out
 
 
+def _replay_notes(config: Any, report: Report) -> list[str]:
+    """How the replay kept up with the original traffic: its speed, the worst second."""
+    speed = float(config.replay.get("speed", 1.0))
+    trace = config.plan.trace_ns
+    planned_s = trace[-1] / 1e9 if trace else 0.0
+    achieved = (speed * report.counts.sent / max(report.counts.scheduled, 1)
+                * min(1.0, planned_s / report.duration_s if report.duration_s else 1.0))
+    notes = [f"replay: achieved speed {achieved:.3g}x of the {speed:g}x asked "
+             f"({report.counts.sent:,} of {report.counts.scheduled:,} requests sent)"]
+    worst = max(report.time_series, default=None,
+                key=lambda row: (row["target_rps"] or 0) - row["achieved_rps"])
+    if worst is not None and (worst["target_rps"] or 0) - worst["achieved_rps"] >= 1:
+        notes.append(f"replay: the largest shortfall was second {worst['t_s']}: "
+                     f"{worst['achieved_rps']:,.0f} sent of the {worst['target_rps']:,.0f} "
+                     "the original traffic had")
+    return notes
+
+
+def _target_rows(config: Any, breakdown: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-target rows with their names: a request each, or a group (a replay's path
+    pattern) each."""
+    labels = getattr(config, "group_labels", None)
+    if labels is None:
+        labels = [(req.method, req.url) for req in config.requests_table]
+    return [{"method": method, "url": url, **stats}
+            for (method, url), stats in zip(labels, breakdown, strict=False)]
+
+
 def build_report(config: Any, totals: Totals, interrupted: str | None = None) -> Report:
     """A Report from a run's config (RunConfig or a hammer's) and its totals."""
     agg = totals.aggregator
@@ -250,9 +278,7 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
         bytes_sent=totals.bytes_sent,
         bytes_received=totals.bytes_received,
         ring_full_waits=totals.ring_full_waits,
-        targets=[{"method": req.method, "url": req.url, **stats}
-                 for req, stats in zip(config.requests_table, agg.target_breakdown(),
-                                       strict=False)],
+        targets=_target_rows(config, agg.target_breakdown()),
         time_series=time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
                                 duration_s),
         connection_times=totals.connection_times,
@@ -265,6 +291,8 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
             f"{counts.late:,} of {counts.sent:,} requests sent waited for a free {unit} "
             f"(all {config.connections:,} were busy); their latency counts from when they "
             f"were due. More {unit}s (-c) would send them on time")
+    if getattr(config, "replay", None) is not None:
+        report.notes.extend(_replay_notes(config, report))
     lag_note = report.lag_note()
     if lag_note is not None:
         report.notes.append(lag_note)

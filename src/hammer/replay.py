@@ -53,12 +53,15 @@ class LogStats:
     out_of_order: int = 0
     precise: bool = True             # every kept line had a sub-second time ($msec)
     original_status: Counter[str] = field(default_factory=Counter)
+    removed_idle_s: float = 0.0      # original time cut by --max-gap
+    loops: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "lines": self.lines, "parsed": self.parsed,
                 "skipped": dict(self.skipped), "malformed_shown": self.malformed,
                 "out_of_order": self.out_of_order,
                 "timestamps": "sub-second" if self.precise else "to the second",
+                "removed_idle_s": round(self.removed_idle_s, 3), "loops": self.loops,
                 "original_status": dict(sorted(self.original_status.items()))}
 
 
@@ -150,8 +153,26 @@ class Entries:
         self.targets = array("I", (self.targets[i] for i in order))
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Which lines to replay: methods, the original status classes or codes, path
+    patterns to include and exclude, and a window of the log (offsets from its first
+    line, seconds)."""
+
+    methods: frozenset[str] | None = None
+    statuses: frozenset[str] | None = None        # "2xx", "404", ...
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+    def status_ok(self, status: str) -> bool:
+        return (self.statuses is None or status in self.statuses
+                or f"{status[:1]}xx" in self.statuses)
+
+
 def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
-              methods: frozenset[str] | None = None,
+              methods: frozenset[str] | None = None, filters: Filters | None = None,
               ) -> tuple[Entries, list[tuple[str, str]], LogStats]:
     """Parse every line into arrays; the distinct requests; the counts."""
     stats = LogStats()
@@ -160,6 +181,8 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
     entries = Entries()
     time_cache: dict[str, float] = {}
     last = float("-inf")
+    filters = filters or Filters(methods=methods)
+    first: float | None = None
     for path in paths:
         stats.files.append(path)
         with _open(path) as f:
@@ -177,8 +200,22 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
                     continue
                 when, precise, method, target, status = parsed
                 stats.parsed += 1
-                if methods is not None and method not in methods:
+                first = when if first is None else min(first, when)
+                if filters.methods is not None and method not in filters.methods:
                     stats.skipped["method filtered"] += 1
+                    continue
+                if not filters.status_ok(status):
+                    stats.skipped["status filtered"] += 1
+                    continue
+                if filters.include is not None and not filters.include.search(target):
+                    stats.skipped["path not included"] += 1
+                    continue
+                if filters.exclude is not None and filters.exclude.search(target):
+                    stats.skipped["path excluded"] += 1
+                    continue
+                if ((filters.start_s is not None and when - first < filters.start_s)
+                        or (filters.end_s is not None and when - first >= filters.end_s)):
+                    stats.skipped["outside the time window"] += 1
                     continue
                 if method in UNSAFE_METHODS and not allow_unsafe:
                     stats.skipped[f"unsafe method {method} (--allow-unsafe sends them)"] += 1
@@ -226,13 +263,17 @@ def _parse_line(line: str, time_cache: dict[str, float]) -> tuple[float, bool, s
 
 def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "even",
                    seed: int = 1, allow_unsafe: bool = False,
-                   methods: frozenset[str] | None = None) -> Timeline:
+                   methods: frozenset[str] | None = None, filters: Filters | None = None,
+                   max_gap_s: float | None = None, loops: int = 1) -> Timeline:
     """The replay's timeline from the logs."""
     if spread not in SPREADS:
         raise ConfigError(f"unknown spread {spread!r} (use even, poisson or none)")
     if not speed > 0:
         raise ConfigError(f"speed must be positive, not {speed!r}")
-    entries, requests, stats = read_logs(paths, allow_unsafe=allow_unsafe, methods=methods)
+    if loops < 1:
+        raise ConfigError(f"loop must be at least 1, not {loops}")
+    entries, requests, stats = read_logs(paths, allow_unsafe=allow_unsafe, methods=methods,
+                                         filters=filters)
     if not len(entries):
         raise ConfigError(f"no request to replay in {', '.join(stats.files)} "
                           f"({stats.lines:,} lines, skipped: {dict(stats.skipped)})")
@@ -243,8 +284,32 @@ def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "e
     # carry ~100 ns of rounding error
     offsets = array("q", (round((t - first) / speed * 1e6) * 1000
                           for t in _spread(entries, spread, seed)))
-    return Timeline(offsets_ns=offsets, targets=entries.targets, requests=requests,
+    removed_ns = _compress_gaps(offsets, round(max_gap_s / speed * 1e9)) if max_gap_s else 0
+    targets = entries.targets
+    if loops > 1:
+        # the next pass starts one mean gap after the last request of the previous one
+        period_ns = offsets[-1] + max(offsets[-1] // max(len(offsets) - 1, 1), 1)
+        base = array("q", offsets)
+        for k in range(1, loops):
+            offsets.extend(t + k * period_ns for t in base)
+        targets = array("I", targets.tobytes() * loops)
+    stats.removed_idle_s = removed_ns * speed / 1e9
+    stats.loops = loops
+    return Timeline(offsets_ns=offsets, targets=targets, requests=requests,
                     stats=stats, span_s=entries.times[-1] - first, speed=speed)
+
+
+def _compress_gaps(offsets: array[int], max_gap_ns: int) -> int:
+    """Shorten every gap longer than max_gap_ns to it, in place; the time removed."""
+    removed = 0
+    previous = offsets[0] if offsets else 0
+    for i in range(1, len(offsets)):
+        gap = offsets[i] - previous
+        previous = offsets[i]
+        if gap > max_gap_ns:
+            removed += gap - max_gap_ns
+        offsets[i] -= removed
+    return removed
 
 
 def _spread(entries: Entries, spread: str, seed: int) -> Iterator[float]:
@@ -270,6 +335,28 @@ def _spread(entries: Entries, spread: str, seed: int) -> Iterator[float]:
         i = j
 
 
+_NUMBER = re.compile(r"(?<=/)\d+(?=/|$)")
+_ID = re.compile(r"(?<=/)(?:[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|[0-9a-fA-F]{16,}|"
+                 r"(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{20,})(?=/|$)")
+
+
+def path_pattern(path: str) -> str:
+    """A path with its numbers and ids folded and its query dropped, for the per-target
+    breakdown: /users/123/orders/9f8e...?x=1 -> /users/{n}/orders/{id}?..."""
+    base, sep, _ = path.partition("?")
+    return _ID.sub("{id}", _NUMBER.sub("{n}", base)) + ("?..." if sep else "")
+
+
+def groups_of(requests: list[tuple[str, str]]) -> tuple[array[int], list[tuple[str, str]]]:
+    """Each request's group (method and path pattern), and the groups in order."""
+    index: dict[tuple[str, str], int] = {}
+    of = array("I")
+    for method, path in requests:
+        key = (method, path_pattern(path))
+        of.append(index.setdefault(key, len(index)))
+    return of, list(index)
+
+
 def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str] = (),
                   **options: Any) -> Any:
     """A RunConfig that sends the timeline to target_url (the core's HTTP kind)."""
@@ -292,8 +379,10 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     plan = dataclasses.replace(base.plan, rate_rps=mean_rate, duration_ns=None, requests=n,
                                trace_ns=timeline.offsets_ns)
     assert isinstance(plan, Plan)
+    group_of, groups = groups_of(timeline.requests)
     return dataclasses.replace(base, plan=plan, requests_table=tuple(table),
                                slot_targets=timeline.targets,
+                               target_groups=group_of, group_labels=tuple(groups),
                                replay=_replay_fields(timeline))
 
 
@@ -321,6 +410,9 @@ def render_dry_run(timeline: Timeline) -> str:
         "  status      " + ("  ".join(f"{k}: {v:,}" for k, v in
                                       sorted(stats.original_status.items())) or "-"),
     ]
+    if stats.removed_idle_s:
+        lines.append(f"  --max-gap   removed {units.format_duration_ns(stats.removed_idle_s * 1e9)}"
+                     " of idle original time")
     for shown in stats.malformed:
         lines.append(f"  malformed   {shown}")
     return "\n".join(lines) + "\n"

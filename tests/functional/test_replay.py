@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import time
 from collections import Counter
@@ -192,3 +193,65 @@ def test_the_core_trace_pacer_gives_the_offsets_exactly() -> None:
 
     trace = array("q", [0, 5, 5, 1_000, 2_000_000_000])
     assert _core.schedule_ns([0, 1, 2, 3, 4], trace=trace) == list(trace)
+
+
+def test_path_patterns_fold_numbers_ids_and_queries() -> None:
+    from hammer.replay import groups_of, path_pattern
+
+    assert path_pattern("/users/123/orders/9f8e7d6c5b4a39281706f5e4d3c2b1a0?x=1") == \
+        "/users/{n}/orders/{id}?..."
+    assert path_pattern("/a/550e8400-e29b-41d4-a716-446655440000/b") == "/a/{id}/b"
+    assert path_pattern("/static/app.js") == "/static/app.js"
+    assert path_pattern("/v2/items") == "/v2/items"
+    of, groups = groups_of([("GET", "/u/1"), ("GET", "/u/2"), ("POST", "/u/3"),
+                            ("GET", "/about")])
+    assert list(of) == [0, 0, 1, 2]
+    assert groups == [("GET", "/u/{n}"), ("POST", "/u/{n}"), ("GET", "/about")]
+
+
+def test_many_distinct_urls_are_reported_by_pattern(target_server, tmp_path: Path) -> None:
+    server = target_server()
+    log = tmp_path / "ids.log"
+    base = 1_764_600_000.0
+    log.write_text("".join(
+        f'{base + i / 1000:.3f} 198.51.100.9 - - [30/Nov/2026:13:55:36 -0700] '
+        f'"GET /{"users" if i % 2 else "items"}/{i}?page={i} HTTP/1.1" 200 10 "-" "x"\n'
+        for i in range(2000)))
+    timeline = build_timeline([str(log)], speed=4)
+    assert len(timeline.requests) == 2000
+    report = hammer.run(replay_config(timeline, server.url, connections=16))
+    check_invariant(report)
+    assert report.counts.ok == 2000
+    rows = {row["url"]: row for row in report.targets}
+    assert set(rows) == {"/items/{n}?...", "/users/{n}?..."}
+    assert rows["/items/{n}?..."]["ok"] == rows["/users/{n}?..."]["ok"] == 1000
+    assert server.wait_stats(requests=2000)["requests"] == 2000
+    assert any(n.startswith("replay: achieved speed") for n in report.notes)
+
+
+def test_filters_window_max_gap_and_loop(tmp_path: Path) -> None:
+    from hammer.replay import Filters
+
+    log = tmp_path / "f.log"
+    base = 1_764_600_000.0
+    rows = [(0.0, "/a/1", 200), (1.0, "/b/2", 404), (2.0, "/a/3", 500),
+            (600.0, "/a/4", 200), (601.0, "/static/x.css", 200)]
+    log.write_text("".join(
+        f'{base + t:.3f} 198.51.100.9 - - [30/Nov/2026:13:55:36 -0700] "GET {p} HTTP/1.1" '
+        f'{st} 10 "-" "x"\n' for t, p, st in rows))
+    only_a = build_timeline([str(log)], filters=Filters(include=re.compile(r"^/a/")))
+    assert len(only_a.offsets_ns) == 3 and only_a.stats.skipped["path not included"] == 2
+    ok_only = build_timeline([str(log)], filters=Filters(statuses=frozenset({"2xx"})))
+    assert len(ok_only.offsets_ns) == 3 and ok_only.stats.skipped["status filtered"] == 2
+    window = build_timeline([str(log)], filters=Filters(start_s=1.0, end_s=601.0))
+    assert [window.requests[i][1] for i in window.targets] == ["/b/2", "/a/3", "/a/4"]
+    assert window.stats.skipped["outside the time window"] == 2
+    # a 598 s idle stretch cut to 5 s
+    gap = build_timeline([str(log)], max_gap_s=5.0)
+    assert list(gap.offsets_ns) == [0, 1_000_000_000, 2_000_000_000, 7_000_000_000,
+                                    8_000_000_000]
+    assert gap.stats.removed_idle_s == pytest.approx(593.0)
+    looped = build_timeline([str(log)], max_gap_s=5.0, loops=3)
+    assert len(looped.offsets_ns) == 15
+    assert list(looped.offsets_ns) == sorted(looped.offsets_ns)
+    assert [looped.requests[i][1] for i in looped.targets][5:7] == ["/a/1", "/b/2"]

@@ -42,12 +42,23 @@ cdef class Aggregator:
     cdef dict error_codes                    # name -> code
     cdef TargetStats *targets
     cdef uint32_t n_targets                  # with a breakdown (0: a single target)
+    cdef const uint32_t[::1] group_view      # keeps target_groups alive
+    cdef const uint32_t *group_of            # request index -> breakdown row (NULL: same)
+    cdef uint32_t n_grouped
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
 
-    def __cinit__(self, int n_targets=1, ok_statuses=None):
+    def __cinit__(self, int n_targets=1, ok_statuses=None, target_groups=None):
+        """n_targets: rows of the per-target breakdown (one per request; with
+        target_groups, an array('I') mapping each request to a row, one per group)."""
         cdef int32_t i
+        self.group_of = NULL
+        self.n_grouped = 0
+        if target_groups is not None and len(target_groups) > 0:
+            self.group_view = target_groups
+            self.group_of = &self.group_view[0]
+            self.n_grouped = <uint32_t>self.group_view.shape[0]
         memset(self.ok_table, 0, sizeof(self.ok_table))
         if ok_statuses is None:
             for i in range(200, 400):
@@ -131,8 +142,11 @@ cdef class Aggregator:
         cdef SecondStats *sec
         cdef int32_t status
         cdef bint ok
-        if r.target < self.n_targets:
-            t = &self.targets[r.target]
+        cdef uint32_t row = r.target
+        if self.group_of != NULL and row < self.n_grouped:
+            row = self.group_of[row]
+        if row < self.n_targets:
+            t = &self.targets[row]
         self.results += 1
         if r.write_ns != 0:
             self.sent += 1

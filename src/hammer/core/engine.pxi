@@ -104,7 +104,9 @@ cdef class Engine:
             self.requests[i].close = <const char *>close_
             self.requests[i].close_len = len(close_)
             self.requests[i].is_head = 1 if is_head else 0
-        self.aggregator = Aggregator(self.n_requests, ok_statuses)
+        groups = http.get("target_groups")
+        self.aggregator = Aggregator(http.get("n_groups") or self.n_requests, ok_statuses,
+                                     groups)
         if tls is not None:
             self.ssl_ctx = make_ssl_ctx(tls)
             self.tls_names = [(tls.get(k) or "").encode() or None
