@@ -26,7 +26,7 @@ DEFAULT_CLOSED_CONNECTIONS = 10
 USER_AGENT = "hammer/0.1"
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
-_URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
+URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # kept as is in a request target
 
 
 @dataclass(frozen=True)
@@ -227,9 +227,9 @@ def make_target(url: str, *, resolve: bool = True) -> tuple[Target, tuple[tuple[
     default_port = 443 if parts.scheme == "https" else 80
     port = parts.port or default_port
     # non-ASCII in the path or query goes out percent-encoded (UTF-8), as browsers do
-    path = quote(parts.path or "/", safe=_URL_SAFE)
+    path = quote(parts.path or "/", safe=URL_SAFE)
     if parts.query:
-        path += "?" + quote(parts.query, safe=_URL_SAFE)
+        path += "?" + quote(parts.query, safe=URL_SAFE)
     implied: tuple[tuple[str, str], ...] = ()
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:

@@ -115,6 +115,8 @@ def _parse_json(line: str) -> tuple[float, bool, str, str, str] | None:
             method, path = parts[0], parts[1]
     if not isinstance(method, str) or not isinstance(path, str):
         return None
+    if not method.isalpha() or not path or any(c.isspace() or ord(c) < 32 for c in path):
+        return None  # it could not be a request line's method and target
     status = str(obj.get("status", "-"))
     for key in ("msec", "time", "timestamp"):
         value = obj.get(key)
@@ -360,7 +362,9 @@ def groups_of(requests: list[tuple[str, str]]) -> tuple[array[int], list[tuple[s
 def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str] = (),
                   **options: Any) -> Any:
     """A RunConfig that sends the timeline to target_url (the core's HTTP kind)."""
-    from hammer.config import _parse_header, _prepare, make_config, make_target
+    from urllib.parse import quote
+
+    from hammer.config import URL_SAFE, _parse_header, _prepare, make_config, make_target
     from hammer.plan import Plan
 
     base = make_config(target_url, headers=tuple(headers), requests=1,
@@ -369,10 +373,14 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     parsed_headers = tuple(_parse_header(h) for h in headers)
     table = []
     for method, path in timeline.requests:
-        t, _ = make_target(f"{target.scheme}://{target.host_header}{path}", resolve=False)
-        table.append(_prepare(dataclasses.replace(t, address=target.address,
-                                                  host=target.host, port=target.port),
-                              method, parsed_headers, b""))
+        # the path as the log has it: already as the client sent it on the request line
+        # (the parser takes it up to the first space)
+        if not path.startswith("/"):
+            path = make_target(f"{target.scheme}://{target.host_header}/{path}",
+                               resolve=False)[0].path
+        path = quote(path, safe=URL_SAFE)   # non-ASCII goes out percent-encoded
+        table.append(_prepare(dataclasses.replace(target, path=path), method,
+                              parsed_headers, b""))
     duration_ns = timeline.offsets_ns[-1] + 1
     n = len(timeline.offsets_ns)
     mean_rate = Fraction(n * units.NS_PER_S, max(duration_ns, 1)).limit_denominator(10**6)

@@ -255,3 +255,52 @@ def test_filters_window_max_gap_and_loop(tmp_path: Path) -> None:
     assert len(looped.offsets_ns) == 15
     assert list(looped.offsets_ns) == sorted(looped.offsets_ns)
     assert [looped.requests[i][1] for i in looped.targets][5:7] == ["/a/1", "/b/2"]
+
+
+def test_a_day_compressed_keeps_its_shape(tmp_path: Path) -> None:
+    """A day of traffic with a daily curve (few at night, many in the afternoon), stamped
+    to the second, replayed at 43,200x: two seconds whose every 100 ms holds what the
+    original's 72 minutes held."""
+    log = tmp_path / "day.log"
+    lines = []
+    for hour in range(24):
+        n = 4 + (hour if hour <= 15 else 30 - hour) * 2      # 4 at midnight, 34 at 15:00
+        for i in range(n):
+            when = T0 + timedelta(hours=hour, seconds=i * 3600 // n)
+            lines.append(combined(when, f"/d/{hour}/{i}"))
+    log.write_text("".join(lines))
+    timeline = build_timeline([str(log)], speed=43_200)
+    total = len(lines)
+    assert len(timeline.offsets_ns) == total
+    with ArrivalServer() as server:
+        report = hammer.run(replay_config(timeline, server.url, connections=16))
+        deadline = time.monotonic() + 5
+        while server.requests < total and time.monotonic() < deadline:
+            time.sleep(0.01)
+    check_invariant(report)
+    assert report.counts.ok == total
+    arrivals = sorted(server.arrivals_ns)
+    assert len(arrivals) == total
+    windows = 20
+    width = 100_000_000
+    expected = [0] * windows
+    for t in timeline.offsets_ns:
+        expected[min(t // width, windows - 1)] += 1
+    seen = arrivals_per_window(arrivals, arrivals[0] - 1_000_000, width, windows)
+    assert sum(seen) == total
+    assert all(abs(a - b) <= 1 for a, b in zip(seen, expected, strict=True)), (seen, expected)
+
+
+def test_json_paths_that_cannot_be_a_request_target_are_malformed(tmp_path: Path) -> None:
+    log = tmp_path / "odd.jsonl"
+    rows = [{"msec": 1.0, "method": "GET", "uri": "/ok"},
+            {"msec": 1.1, "method": "GET", "uri": "/a b"},
+            {"msec": 1.2, "method": "GET", "uri": "/x\r\nHost: evil"},
+            {"msec": 1.3, "method": "G T", "uri": "/m"},
+            {"msec": 1.4, "method": "GET", "uri": "/caf\u00e9"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    timeline = build_timeline([str(log)])
+    assert timeline.stats.skipped["malformed"] == 3
+    assert [p for _, p in timeline.requests] == ["/ok", "/caf\u00e9"]
+    config = replay_config(timeline, "http://127.0.0.1:9/")
+    assert config.requests_table[1].keep_alive.startswith(b"GET /caf%C3%A9 HTTP/1.1\r\n")
