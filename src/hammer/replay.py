@@ -54,6 +54,7 @@ class LogStats:
     precise: bool = True             # every kept line had a sub-second time ($msec)
     original_status: Counter[str] = field(default_factory=Counter)
     removed_idle_s: float = 0.0      # original time cut by --max-gap
+    empty_bodies: int = 0            # unsafe requests sent with an empty body
     loops: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class LogStats:
                 "out_of_order": self.out_of_order,
                 "timestamps": "sub-second" if self.precise else "to the second",
                 "removed_idle_s": round(self.removed_idle_s, 3), "loops": self.loops,
+                "sent_with_empty_body": self.empty_bodies,
                 "original_status": dict(sorted(self.original_status.items()))}
 
 
@@ -219,9 +221,11 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
                         or (filters.end_s is not None and when - first >= filters.end_s)):
                     stats.skipped["outside the time window"] += 1
                     continue
-                if method in UNSAFE_METHODS and not allow_unsafe:
-                    stats.skipped[f"unsafe method {method} (--allow-unsafe sends them)"] += 1
-                    continue
+                if method in UNSAFE_METHODS:
+                    if not allow_unsafe:
+                        stats.skipped[f"unsafe method {method} (--allow-unsafe sends them)"] += 1
+                        continue
+                    stats.empty_bodies += 1   # the log does not hold the body it had
                 key = (method, target)
                 i = index.get(key)
                 if i is None:
@@ -418,6 +422,9 @@ def render_dry_run(timeline: Timeline) -> str:
         "  status      " + ("  ".join(f"{k}: {v:,}" for k, v in
                                       sorted(stats.original_status.items())) or "-"),
     ]
+    if stats.empty_bodies:
+        lines.append(f"  bodies      {stats.empty_bodies:,} unsafe requests go out with an "
+                     "empty body (the log does not hold theirs)")
     if stats.removed_idle_s:
         lines.append(f"  --max-gap   removed {units.format_duration_ns(stats.removed_idle_s * 1e9)}"
                      " of idle original time")

@@ -134,7 +134,10 @@ def test_json_lines_and_unsafe_methods_are_counted(tmp_path: Path) -> None:
     assert stats.skipped["unsafe method POST (--allow-unsafe sends them)"] == 1
     assert stats.skipped["unsafe method DELETE (--allow-unsafe sends them)"] == 1
     assert stats.malformed == [f"{log}:6: not json", f'{log}:7: {{"x": 1}}']
-    assert len(build_timeline([str(log)], allow_unsafe=True).offsets_ns) == 5
+    unsafe = build_timeline([str(log)], allow_unsafe=True)
+    assert len(unsafe.offsets_ns) == 5
+    assert unsafe.stats.empty_bodies == 2
+    assert unsafe.stats.to_dict()["sent_with_empty_body"] == 2
 
 
 def test_dry_run_says_what_the_log_holds(tmp_path: Path) -> None:
