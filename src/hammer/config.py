@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit
 
 from hammer.errors import ConfigError
-from hammer.plan import Plan, as_count, as_ns, make_plan
+from hammer.plan import Plan, PlanView, as_count, as_ns, make_plan
 
 DEFAULT_OPEN_CONNECTIONS = 64
 DEFAULT_CLOSED_CONNECTIONS = 10
@@ -91,7 +91,7 @@ class PreparedRequest:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(PlanView):
     """A run of the core's HTTP kind: the plan (when) and the requests (what)."""
 
     target: Target
@@ -117,19 +117,6 @@ class RunConfig:
 
     kind = "http"
     concurrency_unit = "connection"
-
-    # the plan's fields, read through the config for brevity
-    rate_rps = property(lambda self: self.plan.rate_rps)
-    rate_profile = property(lambda self: self.plan.rate_profile)
-    arrivals = property(lambda self: self.plan.arrivals)
-    duration_ns = property(lambda self: self.plan.duration_ns)
-    requests = property(lambda self: self.plan.requests)
-    threads = property(lambda self: self.plan.threads)
-    timeout_ns = property(lambda self: self.plan.timeout_ns)
-    spin_ns = property(lambda self: self.plan.spin_ns)
-    seed = property(lambda self: self.plan.seed)
-    open_loop = property(lambda self: self.plan.open_loop)
-    mode = property(lambda self: self.plan.mode)
 
     @property
     def quantum_ns(self) -> int:

@@ -141,6 +141,36 @@ class Plan:
         return replace(self, concurrency=concurrency)
 
 
+class PlanView:
+    """For a run's config (the HTTP kind's, a Python hammer's): the plan's fields read
+    through the config, for brevity. The class has a `plan` attribute."""
+
+    plan: Plan
+
+    rate_rps = property(lambda self: self.plan.rate_rps)
+    rate_profile = property(lambda self: self.plan.rate_profile)
+    arrivals = property(lambda self: self.plan.arrivals)
+    duration_ns = property(lambda self: self.plan.duration_ns)
+    requests = property(lambda self: self.plan.requests)
+    threads = property(lambda self: self.plan.threads)
+    timeout_ns = property(lambda self: self.plan.timeout_ns)
+    spin_ns = property(lambda self: self.plan.spin_ns)
+    seed = property(lambda self: self.plan.seed)
+    open_loop = property(lambda self: self.plan.open_loop)
+    mode = property(lambda self: self.plan.mode)
+
+
+class NotHttp:
+    """What a report asks of a run's config that only the HTTP kind has."""
+
+    method = None
+    tls = None
+    keepalive = None
+    max_requests_per_conn = 0
+    requests_table = ()
+    concurrency_unit = "in-flight slot"
+
+
 def as_ns(value: str | float | int | None, what: str, *, allow_zero: bool = False) -> int | None:
     if value is None:
         return None

@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any
 
 from hammer.metrics import Report, Totals, build_report
+from hammer.plan import NotHttp
 from hammer.runner import Interrupt, ProgressFn, _install_signals, run_async
 
 
@@ -26,18 +27,12 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class TotalConfig:
+class TotalConfig(NotHttp):
     """What the total of several workloads reports about itself."""
 
     label: str
     workloads: tuple[Workload, ...]
     kind = "scenario"
-    concurrency_unit = "in-flight slot"
-    method = None
-    tls = None
-    keepalive = None
-    max_requests_per_conn = 0
-    requests_table = ()
     rate_profile = None
     arrivals = None
     spin_ns = 0

@@ -24,7 +24,7 @@ from typing import Any
 
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
-from hammer.plan import PYTHON_QUANTUM_NS, Plan
+from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView
 
 MAX_ERROR_SAMPLES = 5
 MAX_DEFAULT_IN_FLIGHT = 100_000
@@ -37,7 +37,7 @@ STOP_GRACE_S = 1.0                # after a stop signal, hits in flight get this
 
 
 @dataclass(frozen=True)
-class HammerConfig:
+class HammerConfig(NotHttp, PlanView):
     """A run of a Python hammer: the plan (when) and the hammer instance (what)."""
 
     plan: Plan
@@ -50,23 +50,8 @@ class HammerConfig:
     secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted in every output
 
     kind = "python"
-    concurrency_unit = "in-flight slot"
-    method = None
-    tls = None
-    keepalive = None
-    max_requests_per_conn = 0
-    requests_table = ()
-
-    rate_rps = property(lambda self: self.plan.rate_rps)
-    rate_profile = property(lambda self: self.plan.rate_profile)
-    arrivals = property(lambda self: self.plan.arrivals)
-    duration_ns = property(lambda self: self.plan.duration_ns)
-    requests = property(lambda self: self.plan.requests)
-    threads = property(lambda self: 1)
-    timeout_ns = property(lambda self: self.plan.timeout_ns)
-    spin_ns = property(lambda self: 0)
-    open_loop = property(lambda self: self.plan.open_loop)
-    mode = property(lambda self: self.plan.mode)
+    threads = property(lambda self: 1)     # one event loop
+    spin_ns = property(lambda self: 0)     # never polls
 
     @property
     def quantum_ns(self) -> int:
