@@ -301,7 +301,14 @@ def _hammer_config(text: str) -> dict[str, Any]:
               help="Logs stamped to the second: spread each second's requests evenly, as "
                    "Poisson arrivals, or keep them as bursts.")
 @click.option("--allow-unsafe", is_flag=True,
-              help="Also replay POST, PUT, PATCH and DELETE (sent with an empty body).")
+              help="Also replay POST, PUT, PATCH and DELETE (sent with an empty body, or "
+                   "one from --body-dir).")
+@click.option("--body-dir", default=None, metavar="DIR",
+              help="Bodies for replayed unsafe requests: DIR/METHOD/PATH (query dropped), "
+                   "e.g. DIR/POST/api/orders.")
+@click.option("--keep-host", is_flag=True,
+              help="Send the Host each request was logged with (JSON host, or a vhost "
+                   "field), instead of the target's.")
 @click.option("--method", "methods", multiple=True, metavar="M",
               help="Replay only these methods (repeatable).")
 @click.option("--status", "statuses", default=None, metavar="LIST",
@@ -328,13 +335,15 @@ def _hammer_config(text: str) -> dict[str, Any]:
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No text report.")
 def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: str,
-           allow_unsafe: bool, methods: tuple[str, ...], statuses: str | None,
+           allow_unsafe: bool, body_dir: str | None, keep_host: bool,
+           methods: tuple[str, ...], statuses: str | None,
            include: str | None, exclude: str | None, from_: str | None, to: str | None,
            max_gap: str | None, loops: int, headers: tuple[str, ...],
            connections: str | None, timeout: str, seed: int, dry_run: bool,
            json_path: str | None, quiet: bool) -> None:
     """Replay the requests of access logs (nginx/Apache common or combined, optional
     $msec, JSON lines; gzip) against --target, each at its original time / speed."""
+    import os
     import re
 
     from hammer import units
@@ -371,7 +380,8 @@ def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: 
             start_s=seconds(from_, "--from"), end_s=seconds(to, "--to"))
         timeline = build_timeline(log_paths(logs), speed=speed, spread=spread, seed=seed,
                                   allow_unsafe=allow_unsafe, filters=filters,
-                                  max_gap_s=seconds(max_gap, "--max-gap"), loops=loops)
+                                  max_gap_s=seconds(max_gap, "--max-gap"), loops=loops,
+                                  keep_host=keep_host)
         if dry_run:
             click.echo(render_dry_run(timeline), nl=False)
             sys.exit(exitcodes.OK)
@@ -380,7 +390,10 @@ def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: 
         options: dict[str, Any] = {"timeout": timeout}
         if connections is not None:
             options["connections"] = connections
-        config = replay_config(timeline, target_url, headers=headers, **options)
+        if body_dir is not None and not os.path.isdir(body_dir):
+            raise ConfigError(f"--body-dir {body_dir}: no such directory")
+        config = replay_config(timeline, target_url, headers=headers, body_dir=body_dir,
+                               **options)
     except ConfigError as exc:
         _fail_usage(str(exc))
     if not quiet and json_path != "-":

@@ -35,7 +35,8 @@ MAX_SHOWN_MALFORMED = 5
 # nginx and Apache: common, and combined (referer and user agent); an optional leading
 # or trailing nginx $msec (seconds since the epoch, to the millisecond)
 _COMMON = re.compile(
-    r'^(?:(?P<msec0>\d{9,11}\.\d{3}) )?\S+ \S+ \S+ \[(?P<time>[^\]]+)\] '
+    r'^(?:(?P<msec0>\d{9,11}\.\d{3}) )?(?:(?P<vhost>\S+) )?\S+ \S+ \S+ '
+    r'\[(?P<time>[^\]]+)\] '
     r'"(?P<method>[A-Z]+) (?P<path>\S+)(?: HTTP/[0-9.]+)?" (?P<status>\d{3}) \S+'
     r'(?: "[^"]*" "[^"]*")?(?: (?P<msec1>\d{9,11}\.\d{3}))?')
 _TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
@@ -78,6 +79,7 @@ class Timeline:
     stats: LogStats
     span_s: float                            # original span, first to last request
     speed: float
+    hosts: list[str | None] = field(default_factory=list)   # logged Host by index
 
     @property
     def duration_s(self) -> float:
@@ -102,7 +104,11 @@ def _open(path: str) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
 
 
-def _parse_json(line: str) -> tuple[float, bool, str, str, str] | None:
+Parsed = tuple[float, bool, str, str, str, str | None]   # time, precise, method, path,
+                                                        # status, host (None: not logged)
+
+
+def _parse_json(line: str) -> Parsed | None:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError:
@@ -120,11 +126,13 @@ def _parse_json(line: str) -> tuple[float, bool, str, str, str] | None:
     if not method.isalpha() or not path or any(c.isspace() or ord(c) < 32 for c in path):
         return None  # it could not be a request line's method and target
     status = str(obj.get("status", "-"))
+    host = obj.get("host") or obj.get("http_host") or obj.get("server_name")
+    host = host if isinstance(host, str) and host and " " not in host else None
     for key in ("msec", "time", "timestamp"):
         value = obj.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value), float(value) != int(value) or key == "msec", \
-                method, path, status
+                method, path, status, host
     for key in ("time_iso8601", "time_local"):
         value = obj.get(key)
         if isinstance(value, str):
@@ -133,7 +141,7 @@ def _parse_json(line: str) -> tuple[float, bool, str, str, str] | None:
                         else datetime.strptime(value, _TIME_FORMAT))
             except ValueError:
                 return None
-            return when.timestamp(), False, method, path, status
+            return when.timestamp(), False, method, path, status, host
     return None
 
 
@@ -177,10 +185,13 @@ class Filters:
 
 def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
               methods: frozenset[str] | None = None, filters: Filters | None = None,
+              keep_host: bool = False, hosts: list[str | None] | None = None,
               ) -> tuple[Entries, list[tuple[str, str]], LogStats]:
-    """Parse every line into arrays; the distinct requests; the counts."""
+    """Parse every line into arrays; the distinct requests (and, in `hosts`, the Host
+    each was logged with, with keep_host); the counts."""
+    hosts = hosts if hosts is not None else []
     stats = LogStats()
-    index: dict[tuple[str, str], int] = {}
+    index: dict[tuple[str, str, str | None], int] = {}
     requests: list[tuple[str, str]] = []
     entries = Entries()
     time_cache: dict[str, float] = {}
@@ -202,7 +213,7 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
                     if len(stats.malformed) < MAX_SHOWN_MALFORMED:
                         stats.malformed.append(f"{path}:{lineno}: {line[:80]}")
                     continue
-                when, precise, method, target, status = parsed
+                when, precise, method, target, status, host = parsed
                 stats.parsed += 1
                 first = when if first is None else min(first, when)
                 if filters.methods is not None and method not in filters.methods:
@@ -226,11 +237,12 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
                         stats.skipped[f"unsafe method {method} (--allow-unsafe sends them)"] += 1
                         continue
                     stats.empty_bodies += 1   # the log does not hold the body it had
-                key = (method, target)
+                key = (method, target, host if keep_host else None)
                 i = index.get(key)
                 if i is None:
                     i = index[key] = len(requests)
-                    requests.append(key)
+                    requests.append((method, target))
+                    hosts.append(key[2])
                 if when < last:
                     stats.out_of_order += 1
                 last = max(last, when)
@@ -242,8 +254,7 @@ def read_logs(paths: Iterable[str], *, allow_unsafe: bool = False,
     return entries, requests, stats
 
 
-def _parse_line(line: str, time_cache: dict[str, float]) -> tuple[float, bool, str, str,
-                                                                      str] | None:
+def _parse_line(line: str, time_cache: dict[str, float]) -> Parsed | None:
     if line.startswith("{"):
         return _parse_json(line)
     m = _COMMON.match(line)
@@ -264,13 +275,15 @@ def _parse_line(line: str, time_cache: dict[str, float]) -> tuple[float, bool, s
                 time_cache.clear()
             time_cache[stamp] = cached
         when, precise = cached, False
-    return when, precise, m.group("method"), m.group("path"), m.group("status")
+    return (when, precise, m.group("method"), m.group("path"), m.group("status"),
+            m.group("vhost"))
 
 
 def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "even",
                    seed: int = 1, allow_unsafe: bool = False,
                    methods: frozenset[str] | None = None, filters: Filters | None = None,
-                   max_gap_s: float | None = None, loops: int = 1) -> Timeline:
+                   max_gap_s: float | None = None, loops: int = 1,
+                   keep_host: bool = False) -> Timeline:
     """The replay's timeline from the logs."""
     if spread not in SPREADS:
         raise ConfigError(f"unknown spread {spread!r} (use even, poisson or none)")
@@ -278,8 +291,9 @@ def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "e
         raise ConfigError(f"speed must be positive, not {speed!r}")
     if loops < 1:
         raise ConfigError(f"loop must be at least 1, not {loops}")
+    hosts: list[str | None] = []
     entries, requests, stats = read_logs(paths, allow_unsafe=allow_unsafe, methods=methods,
-                                         filters=filters)
+                                         filters=filters, keep_host=keep_host, hosts=hosts)
     if not len(entries):
         raise ConfigError(f"no request to replay in {', '.join(stats.files)} "
                           f"({stats.lines:,} lines, skipped: {dict(stats.skipped)})")
@@ -302,7 +316,7 @@ def build_timeline(paths: Iterable[str], *, speed: float = 1.0, spread: str = "e
     stats.removed_idle_s = removed_ns * speed / 1e9
     stats.loops = loops
     return Timeline(offsets_ns=offsets, targets=targets, requests=requests,
-                    stats=stats, span_s=entries.times[-1] - first, speed=speed)
+                    stats=stats, span_s=entries.times[-1] - first, speed=speed, hosts=hosts)
 
 
 def _compress_gaps(offsets: array[int], max_gap_ns: int) -> int:
@@ -364,8 +378,10 @@ def groups_of(requests: list[tuple[str, str]]) -> tuple[array[int], list[tuple[s
 
 
 def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str] = (),
-                  **options: Any) -> Any:
-    """A RunConfig that sends the timeline to target_url (the core's HTTP kind)."""
+                  body_dir: str | None = None, **options: Any) -> Any:
+    """A RunConfig that sends the timeline to target_url (the core's HTTP kind). With
+    body_dir, an unsafe request's body is the file body_dir/METHOD/PATH (query dropped)
+    when there is one; else it goes out empty."""
     from urllib.parse import quote
 
     from hammer.config import URL_SAFE, _parse_header, _prepare, make_config, make_target
@@ -376,7 +392,16 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     target = base.target
     parsed_headers = tuple(_parse_header(h) for h in headers)
     table = []
-    for method, path in timeline.requests:
+    with_body: set[int] = set()
+    for i, (method, path) in enumerate(timeline.requests):
+        body = b""
+        if body_dir is not None and method in UNSAFE_METHODS:
+            body_path = Path(body_dir, method, path.partition("?")[0].lstrip("/"))
+            if body_path.is_file():
+                body = body_path.read_bytes()
+                with_body.add(i)
+        host = timeline.hosts[i] if i < len(timeline.hosts) else None
+        request_headers = parsed_headers + ((("Host", host),) if host else ())
         # the path as the log has it: already as the client sent it on the request line
         # (the parser takes it up to the first space)
         if not path.startswith("/"):
@@ -384,7 +409,7 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
                                resolve=False)[0].path
         path = quote(path, safe=URL_SAFE)   # non-ASCII goes out percent-encoded
         table.append(_prepare(dataclasses.replace(target, path=path), method,
-                              parsed_headers, b""))
+                              request_headers, body))
     duration_ns = timeline.offsets_ns[-1] + 1
     n = len(timeline.offsets_ns)
     mean_rate = Fraction(n * units.NS_PER_S, max(duration_ns, 1)).limit_denominator(10**6)
@@ -395,7 +420,19 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     return dataclasses.replace(base, plan=plan, requests_table=tuple(table),
                                slot_targets=timeline.targets,
                                target_groups=group_of, group_labels=tuple(groups),
-                               replay=_replay_fields(timeline))
+                               replay={**_replay_fields(timeline),
+                                       **_body_counts(timeline, with_body)})
+
+
+def _body_counts(timeline: Timeline, with_body: set[int]) -> dict[str, int]:
+    """Unsafe requests sent with a body from --body-dir, and with an empty one."""
+    unsafe = {i for i, (method, _) in enumerate(timeline.requests) if method in UNSAFE_METHODS}
+    if not unsafe:
+        return {"sent_with_empty_body": 0, "sent_with_body_from_body_dir": 0}
+    counts = Counter(t for t in timeline.targets if t in unsafe)
+    from_dir = sum(n for t, n in counts.items() if t in with_body)
+    return {"sent_with_empty_body": sum(counts.values()) - from_dir,
+            "sent_with_body_from_body_dir": from_dir}
 
 
 def _replay_fields(timeline: Timeline) -> dict[str, Any]:

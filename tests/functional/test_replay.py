@@ -318,3 +318,58 @@ def test_json_paths_that_cannot_be_a_request_target_are_malformed(tmp_path: Path
     assert [p for _, p in timeline.requests] == ["/ok", "/caf\u00e9"]
     config = replay_config(timeline, "http://127.0.0.1:9/")
     assert config.requests_table[1].keep_alive.startswith(b"GET /caf%C3%A9 HTTP/1.1\r\n")
+
+
+def test_keep_host_sends_the_logged_host(tmp_path: Path) -> None:
+    log = tmp_path / "vhosts.log"
+    log.write_text(
+        json.dumps({"msec": 1.0, "method": "GET", "uri": "/a", "host": "shop.example"})
+        + "\n"
+        + 'blog.example:443 192.0.2.7 - - [30/Nov/2026:13:55:36 -0700] "GET /a HTTP/1.1" '
+          '200 5 "-" "x"\n')
+    kept = build_timeline([str(log)], keep_host=True)
+    assert kept.hosts == ["shop.example", "blog.example:443"]
+    config = replay_config(kept, "http://127.0.0.1:9/")
+    first, second = (r.keep_alive for r in config.requests_table)
+    assert b"\r\nHost: shop.example\r\n" in first
+    assert b"\r\nHost: blog.example:443\r\n" in second
+    plain = replay_config(build_timeline([str(log)]), "http://127.0.0.1:9/")
+    assert len(plain.requests_table) == 1   # the same request, whatever its host
+    assert b"\r\nHost: 127.0.0.1:9\r\n" in plain.requests_table[0].keep_alive
+
+
+def test_body_dir_gives_unsafe_requests_their_bodies(target_server, tmp_path: Path) -> None:
+    server = target_server()
+    bodies = tmp_path / "bodies"
+    (bodies / "POST" / "api").mkdir(parents=True)
+    (bodies / "POST" / "api" / "orders").write_bytes(b'{"item": 42}')
+    log = tmp_path / "w.jsonl"
+    rows = [{"msec": 1.0 + i / 100, "method": m, "uri": u}
+            for i, (m, u) in enumerate([("POST", "/api/orders?x=1"), ("POST", "/api/cart"),
+                                        ("GET", "/api/orders"), ("POST", "/api/orders")])]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run(hammer_command("replay", str(log), "--target", server.url,
+                                         "--allow-unsafe", "--body-dir", str(bodies),
+                                         "--json", "-", "-q"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode in (exitcodes.OK, exitcodes.SATURATED), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["counts"]["ok"] == 4
+    replay = report["hammer"]["replay"]
+    assert replay["sent_with_body_from_body_dir"] == 2
+    assert replay["sent_with_empty_body"] == 1
+    stats = server.wait_stats(requests=4)
+    assert stats["bytes_received"] == report["bytes"]["sent"]
+    table = replay_config(build_timeline([str(log)], allow_unsafe=True), server.url,
+                          body_dir=str(bodies)).requests_table
+    orders = [r.keep_alive for r in table if r.method == "POST" and b"/api/orders" in
+              r.keep_alive]
+    assert orders and all(r.endswith(b'Content-Length: 12\r\n\r\n{"item": 42}')
+                          for r in orders)
+    cart = next(r.keep_alive for r in table if b"/api/cart" in r.keep_alive)
+    assert cart.endswith(b"Content-Length: 0\r\n\r\n")
+    proc = subprocess.run(hammer_command("replay", str(log), "--target", server.url,
+                                         "--body-dir", str(tmp_path / "nope")),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.USAGE
+    assert "--body-dir" in proc.stderr and "no such directory" in proc.stderr
