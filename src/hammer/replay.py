@@ -128,10 +128,14 @@ def _parse_json(line: str) -> Parsed | None:
     status = str(obj.get("status", "-"))
     host = obj.get("host") or obj.get("http_host") or obj.get("server_name")
     host = host if isinstance(host, str) and host and " " not in host else None
+    # nginx logs a request when it ends: with $request_time, it began that much earlier
+    took = obj.get("request_time")
+    took_s = float(took) if isinstance(took, int | float) and not isinstance(took, bool) \
+        else 0.0
     for key in ("msec", "time", "timestamp"):
         value = obj.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value), float(value) != int(value) or key == "msec", \
+            return float(value) - took_s, float(value) != int(value) or key == "msec", \
                 method, path, status, host
     for key in ("time_iso8601", "time_local"):
         value = obj.get(key)
@@ -443,8 +447,10 @@ def _replay_fields(timeline: Timeline) -> dict[str, Any]:
 
 def render_dry_run(timeline: Timeline) -> str:
     stats = timeline.stats
-    per_second = timeline.per_second()
-    peak = max(per_second) if per_second else 0
+    # the original's busiest second: the replay's offsets, times the speed
+    original = Counter(int(t * timeline.speed // 1_000_000_000) for t in timeline.offsets_ns)
+    peak_second, peak = max(original.items(), key=lambda kv: (kv[1], -kv[0]),
+                            default=(0, 0))
     lines = [
         f"hammer replay --dry-run: {', '.join(stats.files)}",
         f"  lines       {stats.lines:,} read, {stats.parsed:,} parsed, "
@@ -455,7 +461,7 @@ def render_dry_run(timeline: Timeline) -> str:
         f"  span        {units.format_duration_ns(timeline.span_s * 1e9)} of original "
         f"traffic; replay {units.format_duration_ns(timeline.duration_s * 1e9)} "
         f"at speed {timeline.speed:g}",
-        f"  peak second {peak:,} requests (replayed)",
+        f"  peak second {peak:,} requests in the original, {peak_second:,} s in",
         "  status      " + ("  ".join(f"{k}: {v:,}" for k, v in
                                       sorted(stats.original_status.items())) or "-"),
     ]

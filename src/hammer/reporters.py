@@ -330,10 +330,12 @@ def _targets_table(report: Mapping[str, Any]) -> list[str]:
 
 
 def _time_series_table(report: Mapping[str, Any]) -> list[str]:
-    """Second by second, when the rate follows a profile (so a ramp shows)."""
+    """Second by second, when the rate follows a profile (so a ramp shows), or a replay
+    (target: what the original traffic had in that second of the replay)."""
     rows = report.get("time_series") or []
     rate = _mapping(report.get("rate"))
-    if not rows or not (rate.get("profile") or rate.get("arrivals") == "poisson"):
+    replay = _mapping(report.get("hammer")).get("replay")
+    if not rows or not (rate.get("profile") or rate.get("arrivals") == "poisson" or replay):
         return []
     lines = ["", f"  {'second':>6} {'target/s':>10} {'achieved/s':>11} {'throughput/s':>13}"
                  f" {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}"]

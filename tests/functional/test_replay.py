@@ -129,6 +129,17 @@ def test_replay_against_nginx_sends_the_logged_paths(nginx, tmp_path: Path) -> N
     assert sent == Counter(paths)
 
 
+def test_json_request_time_gives_the_start(tmp_path: Path) -> None:
+    log = tmp_path / "rt.jsonl"
+    rows = [{"msec": 10.5, "request_time": 0.5, "method": "GET", "uri": "/slow"},
+            {"msec": 10.2, "request_time": 0.0, "method": "GET", "uri": "/fast"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    timeline = build_timeline([str(log)])
+    # logged at their ends, 10.5 and 10.2: they began at 10.0 and 10.2
+    assert [timeline.requests[i][1] for i in timeline.targets] == ["/slow", "/fast"]
+    assert list(timeline.offsets_ns) == [0, 200_000_000]
+
+
 def test_json_lines_and_unsafe_methods_are_counted(tmp_path: Path) -> None:
     log = tmp_path / "app.jsonl"
     rows = [{"msec": 1_764_600_000.0 + i / 10, "method": m, "uri": f"/j/{i}",
@@ -164,7 +175,7 @@ def test_dry_run_says_what_the_log_holds(tmp_path: Path) -> None:
     assert f"malformed   {log}:62: garbage line" in out
     assert "timestamps  to the second" in out
     assert "at speed 2" in out
-    assert "peak second 40 requests" in out
+    assert "peak second 30 requests in the original, 1 s in" in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
