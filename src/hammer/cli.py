@@ -110,6 +110,9 @@ def main() -> None:
               help="https: server name to send and verify (default: the URL's host).")
 @click.option("--ok-status", default=None, metavar="LIST",
               help="Statuses counted ok, e.g. 200,204,3xx,404 (default: 2xx and 3xx).")
+@click.option("--slo", "slo", multiple=True, metavar="'FIGURE<VALUE'",
+              help="A threshold the run must meet, repeatable: 'p99<200ms', "
+                   "'error_rate<0.1%', 'achieved_rate>=99%'. A failed one: exit code 4.")
 @click.option("--hammer", "hammer", default=None, metavar="KIND",
               help="What a request is: http (the default, also HTTPHammer), a Python "
                    "hammer as module:Class, or an installed hammer's name.")
@@ -214,7 +217,8 @@ def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[st
         except OSError as exc:
             click.echo(f"hammer: error: {exc}", err=True)
             return exitcodes.FAILED
-    return exit_code_for(result.interrupted, bool(result.saturation()))
+    failed = any(not s["passed"] for r in data["workloads"].values() for s in r["slo"])
+    return exit_code_for(result.interrupted, bool(result.saturation()), failed)
 
 
 def _probe(url: str | None, rate: str | None, connections: str | None, closed: bool,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit
 
 from hammer.errors import ConfigError
@@ -114,6 +115,7 @@ class RunConfig(PlanView):
     target_groups: array[int] | None = field(default=None, compare=False, repr=False)
     group_labels: tuple[tuple[str, str], ...] | None = field(default=None, compare=False,
                                                              repr=False)
+    slos: tuple[Any, ...] = ()                        # hammer.slo.Slo thresholds
 
     kind = "http"
     concurrency_unit = "connection"

@@ -131,6 +131,7 @@ class Report:
         from hammer.scenario import redact
 
         data = self._to_dict()
+        data["slo"] = [slo.check(data) for slo in getattr(self.config, "slos", ())]
         secrets = getattr(self.config, "secrets", ())
         return redact(data, secrets) if secrets else data
 

@@ -271,6 +271,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         sep="   ",
     )
     lines += _tls_lines(report)
+    lines += _slo_lines(report)
     lines += _hammer_lines(report)
     lines += _targets_table(report)
     lines += _time_series_table(report)
@@ -295,6 +296,28 @@ def _tls_lines(report: Mapping[str, Any]) -> list[str]:
         f"connect p50 {_ms(connect.get('p50'))} ms",
         f"certificates {verified}",
     ], sep="   ")
+
+
+def _slo_lines(report: Mapping[str, Any]) -> list[str]:
+    """Each --slo threshold, passed or FAILED, with the figure it was judged on."""
+    items = []
+    for slo in report.get("slo") or ():
+        slo = _mapping(slo)
+        value = _num(slo.get("value"))
+        unit = slo.get("unit")
+        if value is None:
+            shown = "no value"
+        elif unit == "ms":
+            shown = f"{_ms(value)} ms"
+        elif unit == "ratio":
+            shown = f"{value * 100:.3g}%"
+        elif unit == "rps":
+            shown = _rate(value)
+        else:
+            shown = _count(value)
+        items.append(f"{slo.get('slo')}: {'passed' if slo.get('passed') else 'FAILED'} "
+                     f"({shown})")
+    return _section("slo", items, sep="   ") if items else []
 
 
 def _hammer_lines(report: Mapping[str, Any]) -> list[str]:

@@ -223,13 +223,15 @@ def configure(url: str | None = None, *, hammer: Any = None,
     kind unless `hammer` names another (a Hammer instance or class, `module:Class`, or
     an installed entry point)."""
     from hammer.hammers import is_http, make_hammer
+    from hammer.slo import parse_slos
 
     secrets = tuple(options.pop("secrets", ()))
+    slos = parse_slos(options.pop("slo", None))
     if hammer is None or (isinstance(hammer, str) and is_http(hammer)):
         if hammer_config is not None:
             raise ConfigError("--hammer-config is for Python hammers; the HTTP kind takes "
                               "its options as flags")
-        return dataclasses.replace(make_config(url, **options), secrets=secrets)
+        return dataclasses.replace(make_config(url, **options), secrets=secrets, slos=slos)
     from hammer.hammers.python import make_hammer_config
     from hammer.plan import make_plan
 
@@ -247,7 +249,8 @@ def configure(url: str | None = None, *, hammer: Any = None,
         if hammer_config is not None:
             raise ConfigError("hammer_config is for a hammer given by name or class")
         instance = hammer
-    return dataclasses.replace(make_hammer_config(instance, plan, url=url), secrets=secrets)
+    return dataclasses.replace(make_hammer_config(instance, plan, url=url), secrets=secrets,
+                               slos=slos)
 
 
 def run(config: RunConfig | HammerConfig | str | None = None, /, *,
@@ -279,11 +282,13 @@ def _print_progress(snapshot: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
-def exit_code_for(interrupted: str | None, saturated: bool) -> int:
+def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = False) -> int:
     if interrupted == "SIGINT":
         return exitcodes.INTERRUPTED
     if interrupted == "SIGTERM":
         return exitcodes.TERMINATED
+    if slo_failed:
+        return exitcodes.SLO_FAILED
     return exitcodes.SATURATED if saturated else exitcodes.OK
 
 
@@ -303,7 +308,8 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     if show_progress:
         sys.stderr.write("\r" + " " * 78 + "\r")
     data = report.to_dict()
-    code = exit_code_for(report.interrupted, bool(data["saturated"]))
+    code = exit_code_for(report.interrupted, bool(data["saturated"]),
+                         any(not s["passed"] for s in data["slo"]))
     if not quiet:
         text_out = sys.stderr if json_path == "-" else sys.stdout
         text_out.write(render_text(data))

@@ -366,3 +366,35 @@ def test_merged_latency_is_the_sum_of_the_workloads_histograms() -> None:
     assert total.aggregator.latency.min == min(fast.aggregator.latency.min,
                                                 slow.aggregator.latency.min)
     assert result.total.latency_ms["min"] < 5 < 15 <= result.total.latency_ms["max"]
+
+
+def test_slo_thresholds_pass_fail_and_gate_the_exit_code(target_server, tmp_path: Path) -> None:
+    server = target_server()
+    proc = hammer("run", server.url, "-r", "100", "-n", "50", "--slo", "p99<10s",
+                  "--slo", "error_rate<1%", "--slo", "achieved_rate>=90%", "--json", "-")
+    report = report_of(proc)
+    assert [s["passed"] for s in report["slo"]] == [True, True, True]
+    assert "slo         p99<10s: passed" in proc.stderr
+    proc = hammer("run", server.url, "-n", "20", "-c", "2", "--slo", "p50<1ns", "--json",
+                  str(tmp_path / "r.json"))
+    assert proc.returncode == exitcodes.SLO_FAILED, proc.stderr
+    assert "p50<1ns: FAILED" in proc.stdout
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["slo"][0]["passed"] is False and saved["slo"][0]["value"] > 0
+    # a threshold on a figure that does not exist: refused before anything is sent
+    before = server.stats()["requests"]
+    line = usage_error(hammer("run", server.url, "-n", "5", "--slo", "p42<1s"))
+    assert "no figure 'p42' in the report" in line
+    assert server.stats()["requests"] == before
+
+
+def test_slo_in_a_scenario_file(target_server, tmp_path: Path) -> None:
+    server = target_server(status=500)
+    path = tmp_path / "gate.toml"
+    path.write_text(f'url = "{server.url}"\nrequests = 10\nconnections = 1\n'
+                    'slo = ["error_rate<1%"]\n')
+    proc = hammer("run", "--scenario", str(path), "--json", "-", "-q")
+    assert proc.returncode == exitcodes.SLO_FAILED, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["slo"] == [{"slo": "error_rate<1%", "figure": "error_rate", "value": 1.0,
+                              "threshold": 0.01, "unit": "ratio", "passed": False}]

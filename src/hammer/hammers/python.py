@@ -48,6 +48,7 @@ class HammerConfig(NotHttp, PlanView):
     sync_threads: int = 0         # plain `def hit`: the thread pool's size
     url: str | None = None        # the URL given on the command line, if any
     secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted in every output
+    slos: tuple[Any, ...] = ()                                 # hammer.slo.Slo thresholds
 
     kind = "python"
     threads = property(lambda self: 1)     # one event loop
