@@ -218,9 +218,14 @@ def time_series(config: Any, rows: list[dict[str, Any]],
             "target_rps": round(wanted / span, 3) if wanted is not None else None,
             "achieved_rps": round(row["sent"] / span, 3),
             "throughput_rps": round(row["completed"] / span, 3),
+            "sent": row["sent"],
+            "completed": row["completed"],
+            "ok": row["ok"],
             "errors": row["errors"],
             "p50_ms": row["p50_ms"],
+            "p90_ms": row["p90_ms"],
             "p99_ms": row["p99_ms"],
+            "max_ms": row["max_ms"],
         })
     return out
 

@@ -8,6 +8,8 @@ keeps the producer's key order and never contains NaN or infinities.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -19,7 +21,12 @@ from typing import Any
 
 from hammer.units import format_bytes, format_count, format_duration_ns, format_rate
 
-__all__ = ["MAX_WIDTH", "render_json", "render_text", "write_json_atomic"]
+__all__ = ["CSV_COLUMNS", "MAX_WIDTH", "render_csv", "render_json", "render_text",
+           "write_csv_atomic", "write_json_atomic"]
+
+#: The per-second series, one row a second, as `--csv` writes it.
+CSV_COLUMNS = ("t_s", "target_rps", "sent", "completed", "ok", "errors", "p50_ms", "p90_ms",
+               "p99_ms", "max_ms")
 
 #: Maximum width of a line of the text report.
 MAX_WIDTH = 100
@@ -386,6 +393,22 @@ def render_json(report: Mapping[str, Any]) -> str:
     return json.dumps(_finite(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
+def render_csv(report: Mapping[str, Any]) -> str:
+    """The per-second series as CSV (a header row, then a row a second; empty cells for
+    what a second does not have, such as latency with no completion)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report.get("time_series") or ():
+        writer.writerow(["" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def write_csv_atomic(report: Mapping[str, Any], path: str) -> None:
+    """Write ``render_csv(report)`` to ``path`` atomically (as write_json_atomic)."""
+    _write_atomic(render_csv(report), path, "CSV")
+
+
 def _umask() -> int:
     """The process umask, read without changing it where the platform allows."""
     try:
@@ -400,9 +423,9 @@ def _umask() -> int:
     return mask
 
 
-def _write_error(path: str, exc: OSError) -> OSError:
+def _write_error(path: str, exc: OSError, what: str = "JSON") -> OSError:
     reason = exc.strerror or str(exc) or type(exc).__name__
-    error = OSError(f"cannot write JSON report to {path}: {reason}")
+    error = OSError(f"cannot write {what} report to {path}: {reason}")
     error.errno = exc.errno
     return error
 
@@ -415,13 +438,16 @@ def write_json_atomic(report: Mapping[str, Any], path: str) -> None:
     one. On failure the temporary file is removed and an :class:`OSError` with the
     one-line message ``cannot write JSON report to PATH: <reason>`` is raised.
     """
-    text = render_json(report)  # serialise first: a bad report must not touch the disk
+    _write_atomic(render_json(report), path, "JSON")  # serialised before touching the disk
+
+
+def _write_atomic(text: str, path: str, what: str) -> None:
     if path == "-":
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
         except OSError as exc:
-            raise _write_error(path, exc) from exc
+            raise _write_error(path, exc, what) from exc
         return
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -444,7 +470,7 @@ def write_json_atomic(report: Mapping[str, Any], path: str) -> None:
         os.replace(temp_name, path)
         temp_name = None
     except OSError as exc:
-        raise _write_error(path, exc) from exc
+        raise _write_error(path, exc, what) from exc
     finally:
         if temp_name is not None:
             with contextlib.suppress(OSError):

@@ -292,9 +292,12 @@ def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = F
     return exitcodes.SATURATED if saturated else exitcodes.OK
 
 
-def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool) -> int:
-    """`hammer run`: run, print the text report, write JSON; return the exit code."""
-    from hammer.reporters import render_text, write_json_atomic
+def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool,
+            csv_path: str | None = None) -> int:
+    """`hammer run`: run, print the text report, write JSON and CSV; return the exit
+    code. An output that cannot be written is one line on stderr; the others are still
+    written."""
+    from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
 
     show_progress = not quiet and sys.stderr.isatty()
     try:
@@ -311,13 +314,15 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     code = exit_code_for(report.interrupted, bool(data["saturated"]),
                          any(not s["passed"] for s in data["slo"]))
     if not quiet:
-        text_out = sys.stderr if json_path == "-" else sys.stdout
+        text_out = sys.stderr if "-" in (json_path, csv_path) else sys.stdout
         text_out.write(render_text(data))
         text_out.flush()
-    if json_path is not None:
+    for path, write in ((json_path, write_json_atomic), (csv_path, write_csv_atomic)):
+        if path is None:
+            continue
         try:
-            write_json_atomic(data, json_path)
+            write(data, path)
         except OSError as exc:
             print(f"hammer: error: {exc}", file=sys.stderr)
-            return exitcodes.FAILED
+            code = exitcodes.FAILED
     return code

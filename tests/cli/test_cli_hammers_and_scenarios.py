@@ -398,3 +398,34 @@ def test_slo_in_a_scenario_file(target_server, tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["slo"] == [{"slo": "error_rate<1%", "figure": "error_rate", "value": 1.0,
                               "threshold": 0.01, "unit": "ratio", "passed": False}]
+
+
+def test_csv_gives_the_per_second_series(target_server, tmp_path: Path) -> None:
+    import csv
+
+    server = target_server()
+    out = tmp_path / "series.csv"
+    proc = hammer("run", server.url, "-r", "200", "-d", "2s", "--csv", str(out), "--json", "-",
+                  "-q")
+    report = report_of(proc)
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert list(rows[0]) == ["t_s", "target_rps", "sent", "completed", "ok", "errors",
+                             "p50_ms", "p90_ms", "p99_ms", "max_ms"]
+    assert [r["t_s"] for r in rows] == ["0", "1"]
+    assert sum(int(r["sent"]) for r in rows) == report["counts"]["sent"] == 400
+    assert sum(int(r["ok"]) for r in rows) == report["counts"]["ok"]
+    assert all(float(r["target_rps"]) == 200.0 for r in rows)
+    assert all(float(r["p50_ms"]) <= float(r["p90_ms"]) <= float(r["p99_ms"])
+               <= float(r["max_ms"]) for r in rows)
+    assert server.wait_stats(requests=400)["requests"] == 400
+
+
+def test_an_output_that_cannot_be_written_leaves_the_others(target_server,
+                                                            tmp_path: Path) -> None:
+    server = target_server()
+    good = tmp_path / "r.json"
+    proc = hammer("run", server.url, "-n", "5", "-c", "1", "--json", str(good), "--csv",
+                  str(tmp_path / "missing" / "s.csv"), "-q")
+    assert proc.returncode == exitcodes.FAILED
+    assert proc.stderr.strip().startswith("hammer: error: cannot write CSV report to ")
+    assert json.loads(good.read_text())["counts"]["ok"] == 5

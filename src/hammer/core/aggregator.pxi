@@ -6,6 +6,7 @@
 cdef struct SecondStats:
     int64_t sent                    # sent, of the requests due during this second
     int64_t completed               # responses completed during this second
+    int64_t ok                      # of which ok
     int64_t errors                  # requests that failed during this second
     Hist latency                    # corrected latency of those completions (2 digits)
 
@@ -180,6 +181,8 @@ cdef class Aggregator:
         self.completed += 1
         if ok:
             self.ok += 1
+            if sec != NULL:
+                sec.ok += 1
         else:
             self.http_error += 1
         self.status_counts[status] += 1
@@ -275,6 +278,7 @@ cdef class Aggregator:
             mine = &self.seconds[i]
             mine.sent += theirs.sent
             mine.completed += theirs.completed
+            mine.ok += theirs.ok
             mine.errors += theirs.errors
             if theirs.latency.counts != NULL:
                 if mine.latency.counts == NULL and hist_init(
@@ -305,8 +309,8 @@ cdef class Aggregator:
         return out
 
     def time_series(self, int64_t seconds) -> list:
-        """Per second of the run (0 .. seconds-1): sent, completed, errors and the
-        corrected latency p50/p99 (ms) of that second's completions."""
+        """Per second of the run (0 .. seconds-1): sent, completed, ok, errors and the
+        corrected latency p50/p90/p99/max (ms) of that second's completions."""
         cdef int64_t i
         cdef SecondStats *sec
         out = []
@@ -315,13 +319,16 @@ cdef class Aggregator:
                 sec = &self.seconds[i]
                 has = sec.latency.total_count > 0
                 out.append({
-                    "sent": sec.sent, "completed": sec.completed, "errors": sec.errors,
+                    "sent": sec.sent, "completed": sec.completed, "ok": sec.ok,
+                    "errors": sec.errors,
                     "p50_ms": hist_value_at_percentile(&sec.latency, 50.0) / 1e6 if has else None,
+                    "p90_ms": hist_value_at_percentile(&sec.latency, 90.0) / 1e6 if has else None,
                     "p99_ms": hist_value_at_percentile(&sec.latency, 99.0) / 1e6 if has else None,
+                    "max_ms": hist_value_at_percentile(&sec.latency, 100.0) / 1e6 if has else None,
                 })
             else:
-                out.append({"sent": 0, "completed": 0, "errors": 0, "p50_ms": None,
-                            "p99_ms": None})
+                out.append({"sent": 0, "completed": 0, "ok": 0, "errors": 0, "p50_ms": None,
+                            "p90_ms": None, "p99_ms": None, "max_ms": None})
         return out
 
     def target_breakdown(self) -> list:
