@@ -125,10 +125,12 @@ def main() -> None:
               help="Write the JSON report to PATH ('-' for stdout).")
 @click.option("--csv", "csv_path", default=None, metavar="PATH",
               help="Write the per-second series as CSV to PATH ('-' for stdout).")
+@click.option("--hlog", "hlog_path", default=None, metavar="PATH",
+              help="Write an HdrHistogram interval log (a histogram a second) to PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
 @click.pass_context
 def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: str | None,
-        quiet: bool, scenario: str | None, **params: Any) -> None:
+        hlog_path: str | None, quiet: bool, scenario: str | None, **params: Any) -> None:
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
@@ -179,7 +181,8 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
         if given.get("insecure"):
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)
-        code = run_cli(config, json_path=json_path, quiet=quiet, csv_path=csv_path)
+        code = run_cli(config, json_path=json_path, quiet=quiet, csv_path=csv_path,
+                       hlog_path=hlog_path)
     except ConfigError as exc:
         _fail_usage(str(exc))
     finally:

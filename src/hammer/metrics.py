@@ -28,6 +28,7 @@ class Totals:
     bytes_received: int = 0
     ring_full_waits: int = 0
     connection_times: dict[str, Any] = field(default_factory=dict)
+    start_ns: int = 0                # CLOCK_MONOTONIC when second 0 began
 
     @classmethod
     def from_engine(cls, engine: Any, duration_s: float) -> Totals:
@@ -37,7 +38,7 @@ class Totals:
                    scheduled=counters["scheduled"], unsent=counters["unsent"],
                    bytes_sent=counters["bytes_sent"], bytes_received=counters["bytes_received"],
                    ring_full_waits=counters["ring_full_waits"],
-                   connection_times=engine.connection_times())
+                   connection_times=engine.connection_times(), start_ns=engine.start_ns)
 
 
 @dataclass

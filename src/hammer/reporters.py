@@ -409,6 +409,11 @@ def write_csv_atomic(report: Mapping[str, Any], path: str) -> None:
     _write_atomic(render_csv(report), path, "CSV")
 
 
+def write_text_atomic(text: str, path: str, what: str) -> None:
+    """Write text to ``path`` atomically (``"-"``: stdout); OSError names ``what``."""
+    _write_atomic(text, path, what)
+
+
 def _umask() -> int:
     """The process umask, read without changing it where the platform allows."""
     try:

@@ -293,10 +293,11 @@ def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = F
 
 
 def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool,
-            csv_path: str | None = None) -> int:
+            csv_path: str | None = None, hlog_path: str | None = None) -> int:
     """`hammer run`: run, print the text report, write JSON and CSV; return the exit
     code. An output that cannot be written is one line on stderr; the others are still
     written."""
+    from hammer.hlog import write_hlog
     from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
 
     show_progress = not quiet and sys.stderr.isatty()
@@ -314,14 +315,19 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     code = exit_code_for(report.interrupted, bool(data["saturated"]),
                          any(not s["passed"] for s in data["slo"]))
     if not quiet:
-        text_out = sys.stderr if "-" in (json_path, csv_path) else sys.stdout
+        text_out = sys.stderr if "-" in (json_path, csv_path, hlog_path) else sys.stdout
         text_out.write(render_text(data))
         text_out.flush()
-    for path, write in ((json_path, write_json_atomic), (csv_path, write_csv_atomic)):
+    outputs: list[tuple[str | None, Callable[[], None]]] = [
+        (json_path, lambda: write_json_atomic(data, json_path or "-")),
+        (csv_path, lambda: write_csv_atomic(data, csv_path or "-")),
+        (hlog_path, lambda: write_hlog(report, hlog_path or "-")),
+    ]
+    for path, write in outputs:
         if path is None:
             continue
         try:
-            write(data, path)
+            write()
         except OSError as exc:
             print(f"hammer: error: {exc}", file=sys.stderr)
             code = exitcodes.FAILED

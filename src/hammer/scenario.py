@@ -40,7 +40,7 @@ GO_HAMMER_HTTP_KEYS = {"endpoint": "url", "method": "method", "payload": "body",
                        "headers": "headers"}
 EXTRA_KEYS = {"url": "url", "hammer-config": "hammer_config", "start": "start"}
 # options of `hammer run` that describe the invocation, not a workload
-NOT_IN_FILES = {"scenario", "json_path", "csv_path", "quiet"}
+NOT_IN_FILES = {"scenario", "json_path", "csv_path", "hlog_path", "quiet"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MIN_SECRET_CHARS = 4
 

@@ -429,3 +429,38 @@ def test_an_output_that_cannot_be_written_leaves_the_others(target_server,
     assert proc.returncode == exitcodes.FAILED
     assert proc.stderr.strip().startswith("hammer: error: cannot write CSV report to ")
     assert json.loads(good.read_text())["counts"]["ok"] == 5
+
+
+def test_hlog_is_read_by_hdrh_and_two_logs_merge(target_server, tmp_path: Path) -> None:
+    from hdrh.histogram import HdrHistogram
+    from hdrh.log import HistogramLogReader
+
+    from hammer import _core
+
+    server = target_server()
+    logs, reports = [], []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.hlog"
+        proc = hammer("run", server.url, "-r", "300", "-d", "2s", "--hlog", str(path),
+                      "--json", "-", "-q")
+        reports.append(report_of(proc))
+        logs.append(path)
+    text = logs[0].read_text()
+    assert text.startswith("#[Logged with hammer ")
+    assert "#[Histogram log format version 1.3]" in text and "#[StartTime: " in text
+    merged = HdrHistogram(1, _core.HIST_HIGHEST_NS, 2)
+    for path, report in zip(logs, reports, strict=True):
+        reader = HistogramLogReader(str(path), HdrHistogram(1, _core.HIST_HIGHEST_NS, 2))
+        intervals = []
+        while (h := reader.get_next_interval_histogram()) is not None:
+            intervals.append(h)
+            merged.add(h)
+        reader.close()
+        # a histogram a second, together every completion of the run
+        assert len(intervals) == 2
+        assert sum(h.get_total_count() for h in intervals) == report["counts"]["completed"]
+        # the same corrected latency as the report, within the per-second histograms'
+        # two significant digits
+        worst = max(h.get_max_value() for h in intervals) / 1e6
+        assert worst == pytest.approx(report["latency_ms"]["max"], rel=0.02)
+    assert merged.get_total_count() == sum(r["counts"]["completed"] for r in reports) == 1200

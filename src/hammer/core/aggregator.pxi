@@ -308,6 +308,20 @@ cdef class Aggregator:
             out["other"] = self.error_counts[<int>ERR_OTHER]
         return out
 
+    def second_counts(self, int64_t i) -> list:
+        """Second i's corrected-latency histogram: [(lowest value of bucket, count)] for
+        every non-empty bucket (2 significant digits), e.g. for an .hlog interval."""
+        cdef int32_t k
+        cdef SecondStats *sec
+        out = []
+        if i < 0 or i >= self.n_seconds or self.seconds[i].latency.counts == NULL:
+            return out
+        sec = &self.seconds[i]
+        for k in range(sec.latency.counts_len):
+            if sec.latency.counts[k]:
+                out.append((hist_value_from_index(&sec.latency, k), sec.latency.counts[k]))
+        return out
+
     def time_series(self, int64_t seconds) -> list:
         """Per second of the run (0 .. seconds-1): sent, completed, ok, errors and the
         corrected latency p50/p90/p99/max (ms) of that second's completions."""

@@ -461,7 +461,8 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
     load_end_ns = driver.load_end_ns or time.monotonic_ns()
     totals = Totals(aggregator=aggregator, duration_s=max(load_end_ns - start_ns, 0) / 1e9,
                     scheduled=driver.scheduled, unsent=driver.unsent,
-                    bytes_sent=driver.bytes_out, bytes_received=driver.bytes_in)
+                    bytes_sent=driver.bytes_out, bytes_received=driver.bytes_in,
+                    start_ns=start_ns)
     report = build_report(config, totals, interrupted=interrupt.reason)
     if "0" in report.status:  # hits that returned no status
         report.status["none"] = report.status.pop("0")
