@@ -98,7 +98,6 @@ class RunConfig(PlanView):
     target: Target
     plan: Plan
     method: str = "GET"
-    connections: int = DEFAULT_CLOSED_CONNECTIONS
     requests_table: tuple[PreparedRequest, ...] = ()         # every target, in order
     random_order: bool = False
     max_requests_per_conn: int = 0       # 0: no cap; 1: a new connection per request
@@ -134,9 +133,6 @@ class RunConfig(PlanView):
     @property
     def keepalive(self) -> bool:
         return self.max_requests_per_conn != 1
-
-    def n_slots(self) -> int:
-        return self.plan.n_slots()
 
     def core_target(self) -> dict[str, object]:
         """Where to connect, as the core's Engine takes it (its `target`)."""
@@ -338,7 +334,6 @@ def make_config(
         target=target,
         plan=plan.with_concurrency(n_conns),
         method=table[0].method,
-        connections=n_conns,
         requests_table=tuple(table),
         random_order=bool(random_order),
         max_requests_per_conn=per_conn,

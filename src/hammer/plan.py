@@ -159,6 +159,16 @@ class PlanView:
     open_loop = property(lambda self: self.plan.open_loop)
     mode = property(lambda self: self.plan.mode)
 
+    @property
+    def connections(self) -> int:
+        """Connections (HTTP) or hits in flight at most (Python hammers): settled when
+        the config was made, so never None here."""
+        assert self.plan.concurrency is not None
+        return self.plan.concurrency
+
+    def n_slots(self) -> int:
+        return self.plan.n_slots()
+
 
 class NotHttp:
     """What a report asks of a run's config that only the HTTP kind has."""

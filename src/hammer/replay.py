@@ -10,7 +10,6 @@ line), not a Python object per line; each distinct (method, path) is serialised 
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import gzip
 import io
@@ -85,13 +84,6 @@ class Timeline:
     def duration_s(self) -> float:
         return self.offsets_ns[-1] / 1e9 if self.offsets_ns else 0.0
 
-    def per_second(self) -> list[int]:
-        """Requests due in each second of the replay."""
-        if not self.offsets_ns:
-            return []
-        n = int(self.offsets_ns[-1] // 1_000_000_000) + 1
-        return [bisect.bisect_left(self.offsets_ns, (i + 1) * 1_000_000_000)
-                - bisect.bisect_left(self.offsets_ns, i * 1_000_000_000) for i in range(n)]
 
 
 def _open(path: str) -> IO[str]:
@@ -389,12 +381,12 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     from urllib.parse import quote
 
     from hammer.config import URL_SAFE, _parse_header, _prepare, make_config, make_target
-    from hammer.plan import Plan
 
-    base = make_config(target_url, headers=tuple(headers), requests=1,
-                       rate=1, **options)
+    base = make_config(target_url, requests=1, rate=1, **options)   # checks and resolves
     target = base.target
-    parsed_headers = tuple(_parse_header(h) for h in headers)
+    # what the URL implies (Basic credentials from user:password@), then -H's
+    parsed_headers = (make_target(target_url, resolve=False)[1]
+                      + tuple(_parse_header(h) for h in headers))
     table = []
     with_body: set[int] = set()
     for i, (method, path) in enumerate(timeline.requests):
@@ -419,7 +411,6 @@ def replay_config(timeline: Timeline, target_url: str, *, headers: Iterable[str]
     mean_rate = Fraction(n * units.NS_PER_S, max(duration_ns, 1)).limit_denominator(10**6)
     plan = dataclasses.replace(base.plan, rate_rps=mean_rate, duration_ns=None, requests=n,
                                trace_ns=timeline.offsets_ns)
-    assert isinstance(plan, Plan)
     group_of, groups = groups_of(timeline.requests)
     return dataclasses.replace(base, plan=plan, requests_table=tuple(table),
                                slot_targets=timeline.targets,

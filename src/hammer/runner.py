@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from hammer.config import RunConfig, make_config
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers.python import HammerConfig
 from hammer.metrics import Report, Totals, build_report
-from hammer.plan import usable_cpus
+from hammer.plan import make_plan, usable_cpus
 
 # Each wake of this loop costs 150-400 us of CPU on the VMs we measure on (Python with
 # cold caches, mostly), taken from a worker when they share a CPU: at 20k req/s, waking
@@ -212,8 +213,8 @@ async def _run_with_signals(config: RunConfig | HammerConfig, progress: Progress
             loop.remove_signal_handler(signum)
 
 
-PLAN_OPTIONS = {"rate", "arrivals", "duration", "requests", "connections", "threads",
-                "timeout", "spin", "pacing", "seed"}
+# run() options that make a plan (make_plan's, with the CLI's name for concurrency)
+PLAN_OPTIONS = ({*inspect.signature(make_plan).parameters} - {"concurrency"}) | {"connections"}
 
 
 def configure(url: str | None = None, *, hammer: Any = None,
@@ -233,7 +234,6 @@ def configure(url: str | None = None, *, hammer: Any = None,
                               "its options as flags")
         return dataclasses.replace(make_config(url, **options), secrets=secrets, slos=slos)
     from hammer.hammers.python import make_hammer_config
-    from hammer.plan import make_plan
 
     extra = sorted(k for k in options if k not in PLAN_OPTIONS)
     if extra:

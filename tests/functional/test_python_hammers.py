@@ -334,3 +334,17 @@ def test_sigint_stops_a_python_hammer_run_gracefully() -> None:
     assert report.interrupted == "SIGINT"
     assert 20 <= report.counts.scheduled <= 150
     assert report.duration_s < 3
+
+
+def test_hits_that_waited_count_as_late_whatever_their_outcome() -> None:
+    class SlowFail(Hammer):
+        async def hit(self, slot: int) -> None:
+            await asyncio.sleep(0.03)
+            raise ValueError("no")
+
+    # one in flight, 30 ms a hit, 100/s asked: every hit after the first waited
+    report = hammer.run(hammer=SlowFail(), rate=100, requests=10, connections=1,
+                        timeout="5s")
+    check_invariant(report)
+    assert report.counts.error == report.counts.sent == 10
+    assert report.counts.late == 9

@@ -384,3 +384,16 @@ def test_body_dir_gives_unsafe_requests_their_bodies(target_server, tmp_path: Pa
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == exitcodes.USAGE
     assert "--body-dir" in proc.stderr and "no such directory" in proc.stderr
+
+
+def test_url_credentials_and_headers_reach_every_replayed_request(tmp_path: Path) -> None:
+    import base64
+
+    log = tmp_path / "c.log"
+    write_bursty_log(log)
+    config = replay_config(build_timeline([str(log)]), "http://u:p4ss@127.0.0.1:9/",
+                           headers=("X-Replay: 1",))
+    basic = "Basic " + base64.b64encode(b"u:p4ss").decode()
+    assert all(f"\r\nAuthorization: {basic}\r\n".encode() in r.keep_alive
+               and b"\r\nX-Replay: 1\r\n" in r.keep_alive for r in config.requests_table)
+    assert config.target.url == "http://127.0.0.1:9/"

@@ -392,7 +392,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
             n = epoll_pwait2(w.epfd, events, MAX_EVENTS, &ts, NULL)
             if n == 0 and wait_ns > 0:
                 w.last_timer_wake_ns = clock_ns()
-            if w.defer_reads:
+            if w.defer_reads and n > 0:
                 w.realtime_offset_ns = hm_realtime_offset_ns()
         if n == 0 and wait_ns == 0 and w.spin_ns > 0:
             # polling ahead of a slot: let other threads on this CPU (the target server,

@@ -43,7 +43,6 @@ class HammerConfig(NotHttp, PlanView):
     plan: Plan
     hammer: Any = field(compare=False)
     name: str                     # module:Class, for reports
-    connections: int              # hits in flight at most
     is_async: bool
     sync_threads: int = 0         # plain `def hit`: the thread pool's size
     url: str | None = None        # the URL given on the command line, if any
@@ -91,7 +90,7 @@ def make_hammer_config(hammer: Any, plan: Plan, url: str | None = None) -> Hamme
     if not is_async:
         threads = min(limit, MAX_SYNC_THREADS) if plan.concurrency is None else limit
         limit = threads
-    return HammerConfig(plan=plan, hammer=hammer, name=name, connections=limit,
+    return HammerConfig(plan=plan.with_concurrency(limit), hammer=hammer, name=name,
                         is_async=is_async, sync_threads=threads, url=url)
 
 
@@ -119,7 +118,6 @@ class _Driver:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=config.sync_threads, thread_name_prefix="hammer-hit")
         self.hit = self._hit_async if config.is_async else self._hit_sync
-        self.error_codes: dict[str, int] = {}  # error name -> the aggregator's code
         self.error_samples: list[dict[str, Any]] = []
         # run state
         self.start_ns = 0
@@ -204,7 +202,7 @@ class _Driver:
             self.next_slot += 1
             self.scheduled += 1
             self.inflight += 1
-            self._start_hit(slot, t, late)
+            self._start_hit(slot, t, late, now)
         self.starved = False
         if self.scheduling and self.next_slot >= self.n_slots:
             if self.config.plan.duration_ns is None:
@@ -224,7 +222,7 @@ class _Driver:
         self.next_slot += 1
         self.scheduled += 1
         self.inflight += 1
-        self._start_hit(slot, 0, False)
+        self._start_hit(slot, 0, False, time.monotonic_ns())
         return True
 
     def end_load_phase(self, now: int) -> None:
@@ -247,9 +245,8 @@ class _Driver:
 
     # ------------------------------------------------------------------ hits
 
-    def _start_hit(self, slot: int, intended_ns: int, late: bool) -> None:
+    def _start_hit(self, slot: int, intended_ns: int, late: bool, now: int) -> None:
         task = self.loop.create_task(self.hit(slot, intended_ns, late))
-        now = time.monotonic_ns()
         self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
 
     async def _hit_async(self, slot: int, intended_ns: int, late: bool) -> None:
@@ -257,14 +254,14 @@ class _Driver:
         try:
             result = await self.hammer.hit(slot)
         except asyncio.CancelledError:
-            self._cancelled(slot, intended_ns or start, start)
+            self._cancelled(slot, intended_ns or start, start, late)
         except StopRun as exc:
-            self._stop_run(slot, intended_ns or start, start, exc)
+            self._stop_run(slot, intended_ns or start, start, late, exc)
         except Exception as exc:
-            self._exception(slot, intended_ns or start, start, exc)
+            self._exception(slot, intended_ns or start, start, late, exc)
         else:
             if slot in self.timed_out:  # the hammer swallowed the cancellation
-                self._cancelled(slot, intended_ns or start, start)
+                self._cancelled(slot, intended_ns or start, start, late)
             else:
                 self._result(slot, intended_ns or start, start, time.monotonic_ns(), late, result)
         finally:
@@ -276,13 +273,13 @@ class _Driver:
             start, done, result, exc = await self.loop.run_in_executor(
                 self.pool, self._call_sync, slot)
         except asyncio.CancelledError:
-            self._cancelled(slot, intended_ns or queued, queued)
+            self._cancelled(slot, intended_ns or queued, queued, late)
         else:
             intended = intended_ns or start
             if isinstance(exc, StopRun):
-                self._stop_run(slot, intended, start, exc, done)
+                self._stop_run(slot, intended, start, late, exc, done)
             elif exc is not None:
-                self._exception(slot, intended, start, exc, done)
+                self._exception(slot, intended, start, late, exc, done)
             else:
                 self._result(slot, intended, start, done, late, result)
         finally:
@@ -324,34 +321,31 @@ class _Driver:
         else:
             exc = TypeError(f"hit() returned {type(result).__name__}: return None, an int "
                             "status or a hammer.Outcome")
-            self._exception(slot, intended, start, exc, done)
+            self._exception(slot, intended, start, late, exc, done)
 
     def _code(self, name: str) -> int:
-        code = self.error_codes.get(name)
-        if code is None:
-            code = self.error_codes[name] = self.agg.register_error(name)
-        return int(code)
+        return int(self.agg.register_error(name))   # the same code for the same name
 
-    def _exception(self, slot: int, intended: int, start: int, exc: BaseException,
-                   done: int | None = None) -> None:
+    def _exception(self, slot: int, intended: int, start: int, late: bool,
+                   exc: BaseException, done: int | None = None) -> None:
         done = done if done is not None else time.monotonic_ns()
         name = type(exc).__name__
-        self.record(intended, start, done, 0, self._code(name), False, None, 0)
+        self.record(intended, start, done, 0, self._code(name), late, None, 0)
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append({
                 "slot": slot, "error": name,
                 "traceback": "".join(traceback.format_exception(exc)).rstrip()})
 
-    def _cancelled(self, slot: int, intended: int, start: int) -> None:
+    def _cancelled(self, slot: int, intended: int, start: int, late: bool) -> None:
         reason = "timeout" if slot in self.timed_out else "cancelled"
         self.timed_out.discard(slot)
-        self.record(intended, start, time.monotonic_ns(), 0, self._code(reason), False,
+        self.record(intended, start, time.monotonic_ns(), 0, self._code(reason), late,
                     None, 0)
 
-    def _stop_run(self, slot: int, intended: int, start: int, exc: StopRun,
+    def _stop_run(self, slot: int, intended: int, start: int, late: bool, exc: StopRun,
                   done: int | None = None) -> None:
         self.record(intended, start, done if done is not None else time.monotonic_ns(), 0,
-                    self._code("StopRun"), False, None, 0)
+                    self._code("StopRun"), late, None, 0)
         if self.stopped is None:
             self.stopped = exc.reason or "StopRun raised"
         self.end_load_phase(time.monotonic_ns())
