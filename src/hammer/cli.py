@@ -7,6 +7,7 @@ Heavy modules (uvloop, the Cython core, hdrh) are imported inside the commands s
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -110,6 +111,10 @@ def main() -> None:
               help="https: server name to send and verify (default: the URL's host).")
 @click.option("--ok-status", default=None, metavar="LIST",
               help="Statuses counted ok, e.g. 200,204,3xx,404 (default: 2xx and 3xx).")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Run shard K of N of this plan (slots K-1, K-1+N, ...; -c and a closed "
+                   "loop's -n split too): N hosts together send the whole plan, and "
+                   "`hammer report` merges their JSON reports exactly.")
 @click.option("--slo", "slo", multiple=True, metavar="'FIGURE<VALUE'",
               help="A threshold the run must meet, repeatable: 'p99<200ms', "
                    "'error_rate<0.1%', 'achieved_rate>=99%'. A failed one: exit code 4.")
@@ -408,6 +413,67 @@ def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: 
     if not quiet and json_path != "-":
         click.echo(render_dry_run(timeline), nl=False, err=True)
     sys.exit(run_cli(config, json_path=json_path, quiet=quiet))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="REPORT.json...")
+@click.option("--compare", is_flag=True,
+              help="Two reports side by side (before, after): each figure, its difference "
+                   "and the change in percent.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write the (merged) JSON report to PATH ('-' for stdout).")
+@click.option("--csv", "csv_path", default=None, metavar="PATH",
+              help="Write the per-second series as CSV to PATH ('-' for stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No text report.")
+def report(files: tuple[str, ...], compare: bool, json_path: str | None,
+           csv_path: str | None, quiet: bool) -> None:
+    """Re-render saved JSON reports; merge several of one plan into one, exactly.
+
+    One REPORT.json: rendered again (text, or the outputs asked for). Several: reports of
+    the same plan, run as shards (--shard K/N) or on several hosts, merged into one by
+    adding counts and histograms, with a row per part. The exit code is the run's
+    (3 saturated, 4 an SLO failed). With --compare, two reports: before and after.
+    """
+    from hammer.errors import ConfigError
+    from hammer.reporters import render_compare, render_text, write_csv_atomic, write_json_atomic
+    from hammer.results import compare_reports, load_report, merge_reports
+    from hammer.runner import exit_code_for
+
+    try:
+        reports = [load_report(path) for path in files]
+        if compare:
+            if len(reports) != 2:
+                raise ConfigError(f"--compare takes two reports (before, after), not "
+                                  f"{len(reports)}")
+            rows = compare_reports(reports[0], reports[1])
+            if json_path is not None:
+                write_json_atomic({"before": files[0], "after": files[1], "figures": rows},
+                                  json_path)
+            if not quiet:
+                click.echo(render_compare(rows, Path(files[0]).name, Path(files[1]).name),
+                           nl=False)
+            sys.exit(exitcodes.OK)
+        data = reports[0] if len(reports) == 1 else merge_reports(reports, list(files))
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+    except OSError as exc:
+        click.echo(f"hammer: error: {exc}", err=True)
+        sys.exit(exitcodes.FAILED)
+    code = exit_code_for(data.get("interrupted"), bool(data.get("saturated")),
+                         any(not s.get("passed") for s in data.get("slo") or ()))
+    if not quiet:
+        out = sys.stderr if "-" in (json_path, csv_path) else sys.stdout
+        out.write(render_text(data))
+        out.flush()
+    for path, write in ((json_path, write_json_atomic), (csv_path, write_csv_atomic)):
+        if path is None:
+            continue
+        try:
+            write(data, path)
+        except OSError as exc:
+            click.echo(f"hammer: error: {exc}", err=True)
+            code = exitcodes.FAILED
+    sys.exit(code)
 
 
 @main.command()

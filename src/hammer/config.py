@@ -302,13 +302,13 @@ def make_config(
     key: str | None = None,
     sni: str | None = None,
     ok_status: str | Iterable[int] | None = None,
+    shard: str | tuple[int, int] | None = None,
 ) -> RunConfig:
     """Validate options (strings as on the command line, or numbers: seconds, req/s)
     into a RunConfig. Raises ConfigError with a one-line message."""
     plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
                      concurrency=connections, threads=threads, timeout=timeout, spin=spin,
-                     pacing=pacing,
-                     seed=seed)
+                     pacing=pacing, seed=seed, shard=shard)
     n_conns = plan.concurrency
     if n_conns is None:
         default = DEFAULT_OPEN_CONNECTIONS if plan.open_loop else DEFAULT_CLOSED_CONNECTIONS

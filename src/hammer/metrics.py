@@ -7,6 +7,7 @@ report contract of DESIGN.md section 4. Reporters only format.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -153,7 +154,7 @@ class Report:
             "keepalive": cfg.keepalive,
             "max_requests_per_conn": cfg.max_requests_per_conn or None,
             "rate": {
-                "target_rps": float(cfg.rate_rps) if cfg.rate_rps is not None else None,
+                "target_rps": _target_rps(cfg),
                 "achieved_rps": round(self.achieved_rps, 3),
                 "profile": cfg.rate_profile.text if cfg.rate_profile is not None else None,
                 "arrivals": cfg.arrivals if cfg.open_loop else None,
@@ -176,7 +177,42 @@ class Report:
             "error_samples": [dict(e) for e in self.error_samples],
             "saturated": self.saturation(),
             "notes": list(self.notes),
+            "shard": _shard(cfg),
+            "start_epoch_s": self._start_epoch_s(),
+            "histograms": self._histograms(),
         }
+
+    def _start_epoch_s(self) -> float | None:
+        """When second 0 of the load phase began, on the wall clock."""
+        if self.totals is None or not self.totals.start_ns:
+            return None
+        return round(time.time() - (time.monotonic_ns() - self.totals.start_ns) / 1e9, 6)
+
+    def _histograms(self) -> dict[str, Any] | None:
+        if self.totals is None:
+            return None
+        from hammer.results import report_histograms
+
+        return report_histograms(self.totals.aggregator, len(self.time_series),
+                                 len(self.targets))
+
+
+def _shard(config: Any) -> dict[str, int] | None:
+    plan = getattr(config, "plan", None)
+    shard = plan.shard if plan is not None else None
+    return {"k": shard[0], "n": shard[1]} if shard is not None else None
+
+
+def _shard_count(config: Any) -> int:
+    plan = getattr(config, "plan", None)
+    return plan.shard_count if plan is not None else 1
+
+
+def _target_rps(config: Any) -> float | None:
+    """The rate this run was to send: the plan's, or a shard's part of it."""
+    if config.rate_rps is None:
+        return None
+    return float(config.rate_rps) / _shard_count(config)
 
 
 def _pacing(config: Any) -> dict[str, Any] | None:
@@ -189,7 +225,12 @@ def _pacing(config: Any) -> dict[str, Any] | None:
 
 
 def target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
-    """Requests the schedule wanted in [t0, t1) (None in closed loop)."""
+    """Requests the schedule wanted in [t0, t1) (None in closed loop); a shard's part."""
+    whole = _whole_target_count(config, t0_s, t1_s)
+    return whole / _shard_count(config) if whole is not None else None
+
+
+def _whole_target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
     plan = getattr(config, "plan", None)
     trace = getattr(plan, "trace_ns", None)
     if trace is not None:

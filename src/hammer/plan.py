@@ -35,6 +35,7 @@ MAX_RATE_RPS = 100_000_000
 MIN_RATE_RPS = Fraction(1, 86_400)
 MAX_THREADS = 256
 MAX_CONCURRENCY = 1_000_000
+MAX_SHARDS = 10_000
 ARRIVALS = ("uniform", "poisson")
 
 
@@ -71,8 +72,15 @@ class Plan:
     spin_ns: int = 0                 # poll this long before each slot (0: never poll)
     quantum_ns: int | None = None    # 0: one timer wake per slot ("exact"); None: auto
     seed: int = 1
+    shard_index: int = 0             # this run sends slots shard_index + k*shard_count
+    shard_count: int = 1
     # a replay's timeline: slot i is due at start + trace_ns[i] (ascending), instead of a rate
     trace_ns: array[int] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(k, n), 1-based, when this plan is shard k of n; None when it is whole."""
+        return (self.shard_index + 1, self.shard_count) if self.shard_count > 1 else None
 
     def quantum_for(self, default_ns: int) -> int:
         """The pacing quantum, with `auto` resolved to the kind's default."""
@@ -135,6 +143,8 @@ class Plan:
             "threads": self.threads,
             "connections": connections,
             "batch_sched": batch_sched,
+            "shard_index": self.shard_index,
+            "shard_count": self.shard_count,
         }
 
     def with_concurrency(self, concurrency: int) -> Plan:
@@ -249,6 +259,7 @@ def make_plan(
     spin: str | float | int | None = None,
     pacing: str | None = None,
     seed: int = 1,
+    shard: str | tuple[int, int] | None = None,
 ) -> Plan:
     """Validate the schedule options (strings as on the command line, or numbers:
     seconds, req/s) into a Plan. Raises ConfigError with a one-line message."""
@@ -291,10 +302,48 @@ def make_plan(
     if spin_ns > MAX_SPIN_NS:
         raise ConfigError(f"spin {units.format_duration_ns(spin_ns)} is too long (at most 1s)")
     quantum_ns = parse_pacing(pacing)
+    shard_index, shard_count = parse_shard(shard)
+    if shard_count > 1:
+        # a closed loop's budget and any given concurrency are split (the schedule's
+        # slots are dealt by the core), so the shards together make the whole plan
+        if n_conc is not None:
+            n_conc = _share(n_conc, shard_index, shard_count, "connections")
+        if n_requests is not None and rate_rps is None:
+            n_requests = _share(n_requests, shard_index, shard_count, "requests")
     return Plan(rate_rps=rate_rps, rate_profile=profile, arrivals=arrivals,
                 duration_ns=duration_ns, requests=n_requests, concurrency=n_conc,
                 threads=n_threads, timeout_ns=timeout_ns, spin_ns=spin_ns,
-                quantum_ns=quantum_ns, seed=int(seed))
+                quantum_ns=quantum_ns, seed=int(seed), shard_index=shard_index,
+                shard_count=shard_count)
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
+    """'K/N' (1-based, as --shard takes it) or (K, N) into (index from 0, count)."""
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, str):
+        k_text, sep, n_text = shard.partition("/")
+        try:
+            k, n = int(k_text), int(n_text)
+        except ValueError:
+            raise ConfigError(f"invalid shard {shard!r} (use K/N, e.g. 1/3)") from None
+        if not sep:
+            raise ConfigError(f"invalid shard {shard!r} (use K/N, e.g. 1/3)")
+    else:
+        k, n = shard
+    if n < 1 or not 1 <= k <= n:
+        raise ConfigError(f"invalid shard {k}/{n}: K must be 1..N")
+    if n > MAX_SHARDS:
+        raise ConfigError(f"{n} shards is more than the {MAX_SHARDS:,} supported")
+    return k - 1, n
+
+
+def _share(total: int, index: int, count: int, what: str) -> int:
+    """Shard `index`'s part of `total`, the first shards taking one more."""
+    part = total // count + (1 if index < total % count else 0)
+    if part < 1:
+        raise ConfigError(f"{what} {total:,} cannot be split into {count} shards")
+    return part
 
 
 def parse_pacing(text: str | None) -> int | None:

@@ -282,6 +282,7 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines += _hammer_lines(report)
     lines += _targets_table(report)
     lines += _time_series_table(report)
+    lines += _parts_table(report)
     if notes:
         lines.append("")
         for note in notes:
@@ -375,6 +376,54 @@ def _time_series_table(report: Mapping[str, Any]) -> list[str]:
                      f"{_rate(row.get('throughput_rps')):>13} {_count(row.get('errors')):>7} "
                      f"{_ms(row.get('p50_ms')):>8} {_ms(row.get('p99_ms')):>8}")
     return lines
+
+
+def _parts_table(report: Mapping[str, Any]) -> list[str]:
+    """A merged report's parts (shards or hosts): what each sent and how it kept up."""
+    parts = report.get("parts") or []
+    if not parts:
+        return []
+    starts = [_num(p.get("start_epoch_s")) for p in parts]
+    first = min((s for s in starts if s is not None), default=None)
+    lines = ["", f"  {'part':<24} {'sent':>10} {'achieved/s':>11} {'lag p99 ms':>11}"
+                 f" {'start ms':>9}  saturated"]
+    for part, start in zip(parts, starts, strict=True):
+        offset = "-" if start is None or first is None else f"+{(start - first) * 1e3:.1f}"
+        saturated = "; ".join(str(r) for r in part.get("saturated") or ()) or "no"
+        lines.append(f"  {_shorten(str(part.get('part', '')), 24):<24} "
+                     f"{_count(part.get('sent')):>10} {_rate(part.get('achieved_rps')):>11} "
+                     f"{_ms(part.get('send_lag_p99_ms')):>11} {offset:>9}  {saturated}")
+    return lines
+
+
+def render_compare(rows: Iterable[Mapping[str, Any]], before: str, after: str) -> str:
+    """Two reports side by side (compare_reports' rows): each figure, its difference and
+    the change in percent."""
+    lines = [f"  {'':<22} {_shorten(before, 14):>14} {_shorten(after, 14):>14} "
+             f"{'diff':>12} {'change':>9}"]
+    for row in rows:
+        unit = row["unit"]
+        cells = [_compare_cell(row.get(k), unit) for k in ("before", "after", "diff")]
+        pct = row.get("change_pct")
+        change = "-" if pct is None else f"{pct:+.1f}%"
+        diff = _num(row.get("diff"))
+        if diff is not None and diff > 0:
+            cells[2] = "+" + cells[2]
+        label = f"{row['figure']} ({unit})" if unit in ("ms", "%", "/s") else row["figure"]
+        lines.append(f"  {label:<22} {cells[0]:>14} {cells[1]:>14} {cells[2]:>12} "
+                     f"{change:>9}")
+    return "\n".join(lines) + "\n"
+
+
+def _compare_cell(value: Any, unit: str) -> str:
+    value = _num(value)
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return _ms(value)
+    if unit in ("%", "/s"):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:,.0f}"
+    return _count(value)
 
 
 def _finite(value: Any) -> Any:

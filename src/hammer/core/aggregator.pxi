@@ -311,16 +311,23 @@ cdef class Aggregator:
     def second_counts(self, int64_t i) -> list:
         """Second i's corrected-latency histogram: [(lowest value of bucket, count)] for
         every non-empty bucket (2 significant digits), e.g. for an .hlog interval."""
-        cdef int32_t k
-        cdef SecondStats *sec
-        out = []
         if i < 0 or i >= self.n_seconds or self.seconds[i].latency.counts == NULL:
-            return out
-        sec = &self.seconds[i]
-        for k in range(sec.latency.counts_len):
-            if sec.latency.counts[k]:
-                out.append((hist_value_from_index(&sec.latency, k), sec.latency.counts[k]))
-        return out
+            return []
+        return hist_nonzero(&self.seconds[i].latency)
+
+    def second_state(self, int64_t i) -> dict | None:
+        """Second i's corrected-latency histogram as Histogram.state() gives it (None
+        without completions)."""
+        if i < 0 or i >= self.n_seconds or self.seconds[i].latency.counts == NULL \
+                or self.seconds[i].latency.total_count == 0:
+            return None
+        return hist_state(&self.seconds[i].latency)
+
+    def target_latency_state(self, int32_t i) -> dict:
+        """Target row i's corrected-latency histogram as Histogram.state() gives it."""
+        if i < 0 or i >= self.n_targets:
+            raise IndexError(i)
+        return hist_state(&self.targets[i].latency)
 
     def time_series(self, int64_t seconds) -> list:
         """Per second of the run (0 .. seconds-1): sent, completed, ok, errors and the

@@ -49,3 +49,4 @@ cdef int HIST_SIGFIGS = 3                    # significant figures of every hist
 # for tests and tools that build matching hdrh histograms
 HIST_HIGHEST_NS = HIST_HIGHEST
 HIST_SIGNIFICANT_FIGURES = HIST_SIGFIGS
+SECOND_HIST_SIGNIFICANT_FIGURES = SECOND_HIST_SIGFIGS

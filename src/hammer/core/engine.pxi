@@ -42,7 +42,9 @@ cdef class Engine:
         (Poisson arrivals at rate_num/rate_den), n_slots (slots the open-loop schedule
         holds), duration_ns and max_requests (-1: none), timeout_ns, spin_ns,
         quantum_ns (a timer wake for slots at most this often; 0: one per slot), seed,
-        threads, connections, batch_sched (closed loop: workers run as SCHED_BATCH).
+        threads, connections, batch_sched (closed loop: workers run as SCHED_BATCH),
+        shard_index/shard_count (this engine sends slots shard_index + k*shard_count of
+        the schedule; absent: all of them).
         target: host, port, unix_path (connect there instead), connect_timeout_ns (-1:
         the timeout), tls (None for plain TCP, else {"insecure", "cafile", "certfile",
         "keyfile", "server_name", "verify_name", "verify_ip"}).
@@ -63,6 +65,11 @@ cdef class Engine:
         cdef int threads = schedule["threads"]
         cdef int connections = schedule["connections"]
         cdef bint batch_sched = schedule["batch_sched"]
+        cdef int64_t shard_index = schedule.get("shard_index", 0)
+        cdef int64_t shard_count = schedule.get("shard_count", 1)
+        cdef int64_t first_slot, slot_stride
+        if shard_count < 1 or not 0 <= shard_index < shard_count:
+            raise ValueError(f"shard {shard_index} of {shard_count}")
         cdef str host = target["host"]
         cdef int port = target["port"]
         cdef str unix_path = target["unix_path"]
@@ -125,11 +132,14 @@ cdef class Engine:
             w.wake_fd = self._wake_fd
             w.open_loop = rate_num is not None or profile is not None or self.trace is not None
             if w.open_loop:
-                # slots are dealt round-robin: worker i sends i, i+T, i+2T, ... so the
-                # merged stream stays evenly spaced
-                w.first_slot = i
-                w.slot_stride = threads
-                w.n_local_slots = (n_slots - i + threads - 1) // threads if n_slots > i else 0
+                # slots are dealt round-robin: worker i of T (in shard k of N) sends
+                # k + iN, k + iN + TN, ... so the merged stream stays evenly spaced
+                first_slot = shard_index + i * shard_count
+                slot_stride = <int64_t>threads * shard_count
+                w.first_slot = first_slot
+                w.slot_stride = slot_stride
+                w.n_local_slots = ((n_slots - first_slot + slot_stride - 1) // slot_stride
+                                   if n_slots > first_slot else 0)
                 pacer_setup(&w.pacer, rate_num, rate_den, profile, poisson_seed, self.trace)
             w.duration_ns = duration_ns
             w.timeout_ns = timeout_ns

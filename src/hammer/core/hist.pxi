@@ -143,6 +143,22 @@ cdef void hist_add(Hist *dst, const Hist *src) noexcept nogil:
             dst.max_value = src.max_value
 
 
+cdef list hist_nonzero(const Hist *h):
+    """[(lowest value of bucket, count)] for every non-empty bucket."""
+    cdef int32_t i
+    out = []
+    for i in range(h.counts_len):
+        if h.counts[i]:
+            out.append((hist_value_from_index(h, i), h.counts[i]))
+    return out
+
+
+cdef dict hist_state(const Hist *h):
+    """What a saved report keeps of a histogram to rebuild it exactly (Histogram.load)."""
+    return {"counts": hist_nonzero(h), "min_ns": h.min_value if h.total_count else 0,
+            "max_ns": h.max_value, "sum_ns": h.sum_value, "clamped": h.clamped}
+
+
 cdef dict hist_summary_ms(const Hist *h):
     """min, mean, p50, p90, p99, p99.9, max in milliseconds (None when empty)."""
     keys = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
@@ -175,6 +191,37 @@ cdef class Histogram:
     def record(self, int64_t value_ns) -> None:
         hist_record(&self.h, value_ns)
 
+    def load(self, counts, int64_t min_ns, int64_t max_ns, double sum_ns,
+             int64_t clamped=0) -> None:
+        """Add saved counts [(value, count)] (values as nonzero_counts gives them, or any
+        value of the same bucket) and merge their exact min, max, sum and clamped count."""
+        cdef int64_t value, count
+        cdef int32_t i
+        cdef int64_t added = 0
+        for value, count in counts:
+            if count <= 0:
+                continue
+            if value < 0 or value > self.h.highest_trackable:
+                raise ValueError(f"value {value} outside the histogram's range")
+            i = hist_index(&self.h, value)
+            if i < 0 or i >= self.h.counts_len:
+                raise ValueError(f"value {value} outside the histogram's range")
+            self.h.counts[i] += count
+            added += count
+        if added == 0:
+            return
+        self.h.total_count += added
+        self.h.sum_value += sum_ns
+        self.h.clamped += clamped
+        if min_ns < self.h.min_value:
+            self.h.min_value = min_ns
+        if max_ns > self.h.max_value:
+            self.h.max_value = max_ns
+
+    @property
+    def sum(self) -> float:
+        return self.h.sum_value
+
     def value_at_percentile(self, double percentile) -> int:
         return hist_value_at_percentile(&self.h, percentile)
 
@@ -200,12 +247,11 @@ cdef class Histogram:
 
     def nonzero_counts(self) -> list:
         """[(lowest value of bucket, count)] for every non-empty bucket."""
-        cdef int32_t i
-        out = []
-        for i in range(self.h.counts_len):
-            if self.h.counts[i]:
-                out.append((hist_value_from_index(&self.h, i), self.h.counts[i]))
-        return out
+        return hist_nonzero(&self.h)
+
+    def state(self) -> dict:
+        """counts (as nonzero_counts), min_ns, max_ns, sum_ns, clamped: load() takes them."""
+        return hist_state(&self.h)
 
     def summary_ms(self) -> dict:
         """min, mean, p50, p90, p99, p99.9, max in milliseconds (None when empty)."""

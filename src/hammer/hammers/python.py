@@ -107,6 +107,7 @@ class _Driver:
         self.record = aggregator.record_one
         self.timer = timer
         self.intended = timer.intended_ns
+        self.slot_of = timer.slot_of
         self.open_loop = plan.open_loop
         self.n_slots = timer.n_slots
         self.budget = plan.requests
@@ -245,7 +246,8 @@ class _Driver:
 
     # ------------------------------------------------------------------ hits
 
-    def _start_hit(self, slot: int, intended_ns: int, late: bool, now: int) -> None:
+    def _start_hit(self, local_slot: int, intended_ns: int, late: bool, now: int) -> None:
+        slot = self.slot_of(local_slot)  # the schedule's number (a shard's are k + jN)
         task = self.loop.create_task(self.hit(slot, intended_ns, late))
         self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
 
@@ -416,7 +418,8 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
                                f"{type(exc).__name__}: {exc}") from exc
     plan = config.plan
     timer = _core.SlotTimer(**plan.pacer_args(),
-                            n_slots=plan.n_slots() if plan.open_loop else 0)
+                            n_slots=plan.n_slots() if plan.open_loop else 0,
+                            shard_index=plan.shard_index, shard_count=plan.shard_count)
     aggregator = _core.Aggregator(1, ok_statuses=getattr(hammer, "ok_statuses", None))
     driver = _Driver(config, aggregator, timer, loop)
     def on_stop() -> None:
