@@ -133,9 +133,13 @@ def main() -> None:
 @click.option("--hlog", "hlog_path", default=None, metavar="PATH",
               help="Write an HdrHistogram interval log (a histogram a second) to PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
+@click.option("--live/--no-live", "live_flag", default=None,
+              help="The live view on stderr while the run goes (default: on a terminal, "
+                   "unless -q or an output goes to stdout).")
 @click.pass_context
 def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: str | None,
-        hlog_path: str | None, quiet: bool, scenario: str | None, **params: Any) -> None:
+        hlog_path: str | None, quiet: bool, live_flag: bool | None, scenario: str | None,
+        **params: Any) -> None:
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
@@ -187,7 +191,7 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet, csv_path=csv_path,
-                       hlog_path=hlog_path)
+                       hlog_path=hlog_path, live_flag=live_flag)
     except ConfigError as exc:
         _fail_usage(str(exc))
     finally:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hammer import exitcodes
+from hammer import exitcodes, live
 from hammer.config import RunConfig, make_config
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers.python import HammerConfig
@@ -36,6 +36,7 @@ DRAIN_INTERVAL_S = 0.25
 RING_CAPACITY = 1 << 17          # results per worker ring (4 MiB of 32-byte results)
 START_DELAY_NS = 10_000_000      # slot 0 is due this long after the workers are released
 STOP_GRACE_S = 1.0               # after a stop signal, in-flight requests get this long
+PROGRESS_INTERVAL_S = live.INTERVAL_S   # progress callbacks (the live view) this often
 READY_EXTRA_S = 5.0              # beyond the timeout, how long opening connections may take
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -130,7 +131,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     start_ns = _core.monotonic_ns() + START_DELAY_NS
     engine.go_at(start_ns)
     stop_level_sent = 0
-    next_progress = time.monotonic() + 1.0
+    next_progress = time.monotonic() + PROGRESS_INTERVAL_S
     waker = _Waker(asyncio.get_running_loop(), engine.wake_fd)
     interrupt.listeners.append(waker.wake)
     try:
@@ -150,8 +151,12 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
                 engine.stop(level)
                 stop_level_sent = level
             if progress is not None and time.monotonic() >= next_progress:
-                next_progress += 1.0
-                progress(_progress_snapshot(engine, start_ns))
+                next_progress += PROGRESS_INTERVAL_S
+                counters = engine.counters()
+                progress(live.snapshot(engine.aggregator,
+                                       elapsed_s=(_core.monotonic_ns() - start_ns) / 1e9,
+                                       scheduled=counters["scheduled"],
+                                       unsent=counters["unsent"]))
     finally:
         interrupt.listeners.remove(waker.wake)
         waker.close()
@@ -172,18 +177,6 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")
     return report
-
-
-def _progress_snapshot(engine: Any, start_ns: int) -> dict[str, Any]:
-    from hammer import _core
-
-    agg = engine.aggregator
-    return {
-        "elapsed_s": (_core.monotonic_ns() - start_ns) / 1e9,
-        "scheduled": engine.counters()["scheduled"],
-        "completed": agg.completed,
-        "errors": agg.errors,
-    }
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, interrupt: Interrupt) -> list[int]:
@@ -275,13 +268,6 @@ def run(config: RunConfig | HammerConfig | str | None = None, /, *,
     return uvloop.run(_run_with_signals(config, progress, interrupt))
 
 
-def _print_progress(snapshot: dict[str, Any]) -> None:
-    sys.stderr.write(
-        f"\r  {snapshot['elapsed_s']:6.1f}s  scheduled {snapshot['scheduled']:,}  "
-        f"completed {snapshot['completed']:,}  errors {snapshot['errors']:,}   ")
-    sys.stderr.flush()
-
-
 def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = False) -> int:
     if interrupted == "SIGINT":
         return exitcodes.INTERRUPTED
@@ -292,25 +278,37 @@ def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = F
     return exitcodes.SATURATED if saturated else exitcodes.OK
 
 
+def live_view_wanted(live_flag: bool | None, quiet: bool, *paths: str | None) -> bool:
+    """The live view: asked for (--live / --no-live), else on a terminal unless -q or
+    an output goes to stdout."""
+    if live_flag is not None:
+        return live_flag
+    return not quiet and "-" not in paths and sys.stderr.isatty()
+
+
 def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool,
-            csv_path: str | None = None, hlog_path: str | None = None) -> int:
+            csv_path: str | None = None, hlog_path: str | None = None,
+            live_flag: bool | None = None) -> int:
     """`hammer run`: run, print the text report, write JSON and CSV; return the exit
     code. An output that cannot be written is one line on stderr; the others are still
     written."""
     from hammer.hlog import write_hlog
     from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
 
-    show_progress = not quiet and sys.stderr.isatty()
+    view = None
+    if live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path):
+        view = live.LiveView(config, sys.stderr)
     try:
-        report = run(config, progress=_print_progress if show_progress else None)
+        report = run(config, progress=view.draw if view is not None else None)
     except HammerSetupError as exc:
         print(f"hammer: error: {exc}", file=sys.stderr)
         return exitcodes.FAILED
     except OSError as exc:
         print(f"hammer: error: {exc}", file=sys.stderr)
         return exitcodes.FAILED
-    if show_progress:
-        sys.stderr.write("\r" + " " * 78 + "\r")
+    finally:
+        if view is not None:
+            view.clear()
     data = report.to_dict()
     code = exit_code_for(report.interrupted, bool(data["saturated"]),
                          any(not s["passed"] for s in data["slo"]))

@@ -329,28 +329,27 @@ cdef class Aggregator:
             raise IndexError(i)
         return hist_state(&self.targets[i].latency)
 
-    def time_series(self, int64_t seconds) -> list:
-        """Per second of the run (0 .. seconds-1): sent, completed, ok, errors and the
-        corrected latency p50/p90/p99/max (ms) of that second's completions."""
-        cdef int64_t i
+    def second_row(self, int64_t i) -> dict:
+        """Second i of the run: sent, completed, ok, errors and the corrected latency
+        p50/p90/p99/max (ms) of that second's completions (None without any)."""
         cdef SecondStats *sec
-        out = []
-        for i in range(min(seconds, MAX_SECONDS)):
-            if i < self.n_seconds:
-                sec = &self.seconds[i]
-                has = sec.latency.total_count > 0
-                out.append({
-                    "sent": sec.sent, "completed": sec.completed, "ok": sec.ok,
-                    "errors": sec.errors,
-                    "p50_ms": hist_value_at_percentile(&sec.latency, 50.0) / 1e6 if has else None,
-                    "p90_ms": hist_value_at_percentile(&sec.latency, 90.0) / 1e6 if has else None,
-                    "p99_ms": hist_value_at_percentile(&sec.latency, 99.0) / 1e6 if has else None,
-                    "max_ms": hist_value_at_percentile(&sec.latency, 100.0) / 1e6 if has else None,
-                })
-            else:
-                out.append({"sent": 0, "completed": 0, "ok": 0, "errors": 0, "p50_ms": None,
-                            "p90_ms": None, "p99_ms": None, "max_ms": None})
-        return out
+        if i < 0 or i >= self.n_seconds or i >= MAX_SECONDS:
+            return {"sent": 0, "completed": 0, "ok": 0, "errors": 0, "p50_ms": None,
+                    "p90_ms": None, "p99_ms": None, "max_ms": None}
+        sec = &self.seconds[i]
+        has = sec.latency.total_count > 0
+        return {
+            "sent": sec.sent, "completed": sec.completed, "ok": sec.ok,
+            "errors": sec.errors,
+            "p50_ms": hist_value_at_percentile(&sec.latency, 50.0) / 1e6 if has else None,
+            "p90_ms": hist_value_at_percentile(&sec.latency, 90.0) / 1e6 if has else None,
+            "p99_ms": hist_value_at_percentile(&sec.latency, 99.0) / 1e6 if has else None,
+            "max_ms": hist_value_at_percentile(&sec.latency, 100.0) / 1e6 if has else None,
+        }
+
+    def time_series(self, int64_t seconds) -> list:
+        """second_row for each second of the run (0 .. seconds-1)."""
+        return [self.second_row(i) for i in range(min(seconds, MAX_SECONDS))]
 
     def target_breakdown(self) -> list:
         """Per target (in the run's order, up to MAX_TARGET_BREAKDOWN): sent, completed,

@@ -22,6 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from hammer import live
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
 from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView
@@ -430,7 +431,7 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
     driver.start(start_ns)
     if interrupt.reason:  # a stop came before this load phase began
         _on_stop(driver, interrupt)
-    next_progress = time.monotonic() + 1.0
+    next_progress = time.monotonic() + live.INTERVAL_S
     try:
         while not driver.finished.done():
             timeout_s = 0.25
@@ -443,10 +444,10 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
                 timeout_s = max(0.0, min(timeout_s, left))
             await asyncio.wait([driver.finished], timeout=timeout_s)
             if progress is not None and time.monotonic() >= next_progress:
-                next_progress += 1.0
-                progress({"elapsed_s": (time.monotonic_ns() - start_ns) / 1e9,
-                          "scheduled": driver.scheduled, "completed": aggregator.completed,
-                          "errors": aggregator.errors})
+                next_progress += live.INTERVAL_S
+                progress(live.snapshot(aggregator,
+                                       elapsed_s=(time.monotonic_ns() - start_ns) / 1e9,
+                                       scheduled=driver.scheduled, unsent=driver.unsent))
     finally:
         interrupt.listeners.remove(on_stop)
         driver.close()
