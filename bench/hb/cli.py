@@ -45,7 +45,7 @@ from .build import HammerBuild, build_hammer, build_wrk2, compile_floor, compile
 from .clients import ALL_CLIENTS, Tools
 from .nginx import Nginx
 from .procs import CLIENT_CPU, SERVER_CPU, log
-from .report import baseline_ratios, describe, render_spacing, render_table
+from .report import baseline_ratios, describe, live_ratios, render_spacing, render_table
 from .runs import (
     HELP_SAMPLES,
     RunRecord,
@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="build hammer as of git REF into a temp dir and run it as hammer-base "
                          "beside every hammer client, with the same arguments; the tables "
                          "give hammer/hammer-base paired round by round")
+    ap.add_argument("--live-view", action="store_true",
+                    help="run hammer twice per round, the second time with its live view "
+                         "forced on (hammer-live), and give their paired CPU ratio")
     args = ap.parse_args(argv)
     try:
         duration_s = parse_duration(args.duration)
@@ -163,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     nginx = Nginx(args.nginx, tmp / "nginx", server_cpu)
     head_lines: list[str] = []      # printed again at the end, after the tables
     base_lines: list[str] = []      # hammer against hammer-base, every scenario
+    live_lines: list[str] = []      # hammer-live against hammer (--live-view)
     closed64: dict[str, ClientSummary] | None = None
     fixed_cpu_s: dict[str, float | None] = {}
     exit_code = 0
@@ -215,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + ("; nginx was not saturated, so the client set the max"
                        if busy is not None and busy < 0.9 else ""))
             sc.clients = tools.with_baseline(sc.clients)
+            if args.live_view:
+                sc.clients = tools.with_live(sc.clients)
             # a baseline twin goes with its hammer client unless named itself
             skipped = [c for c in sc.clients if args.client and c.name not in args.client
                        and not (c.tool == "hammer-base"
@@ -240,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"[{name} {rnd}/{rounds}] {client.name}: {describe(rec)}")
             summaries = summarise(runs, sc.clients, fixed_cpu_s)
             base_lines.extend(f"{name}: {line}" for line in baseline_ratios(summaries))
+            live_lines.extend(f"{name}: {line}" for line in live_ratios(summaries))
             if name == "closed-64":
                 closed64 = {s.client: s for s in summaries}
             table = render_table(sc, summaries, closed64)
@@ -262,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in base_lines or ["(no pair completed)"]:
                 print(f"  {line}")
             result["baseline_ratios"] = base_lines
+        if args.live_view:
+            print("hammer with its live view (hammer-live) against without (CPU-µs/req above "
+                  "1: the view costs):")
+            for line in live_lines or ["(no pair completed)"]:
+                print(f"  {line}")
+            result["live_view_ratios"] = live_lines
     except KeyboardInterrupt:
         log("interrupted: stopping")
         exit_code = 130

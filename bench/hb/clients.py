@@ -9,14 +9,14 @@ import shutil
 import sys
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .build import HammerBuild
 
 PEERS = ("wrk", "hey", "ab", "h2load", "wrk2")
 HAMMERS = ("hammer", "hammer-base")     # tools: hammer, and the --baseline build of it
-HAMMER_CLIENTS = ("hammer", "hammer-exact", "hammer-t1", "hammer-t2")
+HAMMER_CLIENTS = ("hammer", "hammer-exact", "hammer-t1", "hammer-t2", "hammer-live")
 HAMMER_START_NOFILE = 1024      # hammer starts with this soft RLIMIT_NOFILE: it must raise it
 
 
@@ -192,6 +192,18 @@ class Tools:
             out.append(c)
             if c.tool == "hammer":
                 out.append(Client(base_name(c.name), "hammer-base", c.params))
+        return out
+
+    @staticmethod
+    def with_live(clients: list[Client]) -> list[Client]:
+        """With --live-view, the client named hammer followed by hammer-live: the same
+        run with its live view forced on (--live), paired round by round."""
+        out = []
+        for c in clients:
+            out.append(c)
+            if c.name == "hammer":
+                live = replace(c.params, hammer_extra=(*c.params.hammer_extra, "--live"))
+                out.append(Client("hammer-live", c.tool, live))
         return out
 
     def env(self, c: Client) -> dict[str, str] | None:

@@ -51,6 +51,15 @@ def baseline_ratios(summaries: list[ClientSummary]) -> list[str]:
     return out
 
 
+def live_ratios(summaries: list[ClientSummary]) -> list[str]:
+    """hammer with its live view on against hammer without (above 1: the view costs)."""
+    by = {s.client: s for s in summaries}
+    live, plain = by.get("hammer-live"), by.get("hammer")
+    if live is None or plain is None or not live.cpu_us_median or not plain.cpu_us_median:
+        return []
+    return [ratio_line(live, plain)]
+
+
 def render_table(sc: Scenario, summaries: list[ClientSummary],
                  reference: dict[str, ClientSummary] | None) -> str:
     lines = [f"== {sc.name}: {sc.description}"]
