@@ -132,14 +132,16 @@ def main() -> None:
               help="Write the per-second series as CSV to PATH ('-' for stdout).")
 @click.option("--hlog", "hlog_path", default=None, metavar="PATH",
               help="Write an HdrHistogram interval log (a histogram a second) to PATH.")
+@click.option("--html", "html_path", default=None, metavar="PATH",
+              help="Write a self-contained HTML report (charts inline) to PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="No text report (JSON only, if asked).")
 @click.option("--live/--no-live", "live_flag", default=None,
               help="The live view on stderr while the run goes (default: on a terminal, "
                    "unless -q or an output goes to stdout).")
 @click.pass_context
 def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: str | None,
-        hlog_path: str | None, quiet: bool, live_flag: bool | None, scenario: str | None,
-        **params: Any) -> None:
+        hlog_path: str | None, html_path: str | None, quiet: bool, live_flag: bool | None,
+        scenario: str | None, **params: Any) -> None:
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
@@ -191,7 +193,7 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet, csv_path=csv_path,
-                       hlog_path=hlog_path, live_flag=live_flag)
+                       hlog_path=hlog_path, html_path=html_path, live_flag=live_flag)
     except ConfigError as exc:
         _fail_usage(str(exc))
     finally:
@@ -428,9 +430,11 @@ def replay(logs: tuple[str, ...], target_url: str | None, speed: float, spread: 
               help="Write the (merged) JSON report to PATH ('-' for stdout).")
 @click.option("--csv", "csv_path", default=None, metavar="PATH",
               help="Write the per-second series as CSV to PATH ('-' for stdout).")
+@click.option("--html", "html_path", default=None, metavar="PATH",
+              help="Write the (merged) report as self-contained HTML to PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="No text report.")
 def report(files: tuple[str, ...], compare: bool, json_path: str | None,
-           csv_path: str | None, quiet: bool) -> None:
+           csv_path: str | None, html_path: str | None, quiet: bool) -> None:
     """Re-render saved JSON reports; merge several of one plan into one, exactly.
 
     One REPORT.json: rendered again (text, or the outputs asked for). Several: reports of
@@ -439,6 +443,7 @@ def report(files: tuple[str, ...], compare: bool, json_path: str | None,
     (3 saturated, 4 an SLO failed). With --compare, two reports: before and after.
     """
     from hammer.errors import ConfigError
+    from hammer.html import write_html_atomic
     from hammer.reporters import render_compare, render_text, write_csv_atomic, write_json_atomic
     from hammer.results import compare_reports, load_report, merge_reports
     from hammer.runner import exit_code_for
@@ -466,10 +471,11 @@ def report(files: tuple[str, ...], compare: bool, json_path: str | None,
     code = exit_code_for(data.get("interrupted"), bool(data.get("saturated")),
                          any(not s.get("passed") for s in data.get("slo") or ()))
     if not quiet:
-        out = sys.stderr if "-" in (json_path, csv_path) else sys.stdout
+        out = sys.stderr if "-" in (json_path, csv_path, html_path) else sys.stdout
         out.write(render_text(data))
         out.flush()
-    for path, write in ((json_path, write_json_atomic), (csv_path, write_csv_atomic)):
+    for path, write in ((json_path, write_json_atomic), (csv_path, write_csv_atomic),
+                        (html_path, write_html_atomic)):
         if path is None:
             continue
         try:

@@ -5,8 +5,8 @@ the interval max is in ms, as the format's convention has it."""
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,38 +14,29 @@ from hammer.reporters import write_text_atomic
 
 LOG_FORMAT_VERSION = "1.3"
 TAG = "corrected"
-SECOND_SIGFIGS = 2          # the core's per-second histograms
 
 
-def render_hlog(report: Any) -> str:
-    """The interval log of a finished run's report (built from totals)."""
-    from hdrh.histogram import HdrHistogram
+def render_hlog(report: Mapping[str, Any]) -> str:
+    """The interval log of a report (a run's to_dict(), or a merge of several): each
+    second's histogram as the report keeps it (histograms.seconds), already V2-encoded."""
+    from hammer import __version__
 
-    from hammer import __version__, _core
-
-    totals = report.totals
-    agg = totals.aggregator
-    # the run's second 0 on the wall clock (the log's StartTime)
-    start_epoch_s = time.time() - (time.monotonic_ns() - totals.start_ns) / 1e9
+    start_epoch_s = report.get("start_epoch_s") or time.time()
     lines = [f"#[Logged with hammer {__version__}]",
              f"#[Histogram log format version {LOG_FORMAT_VERSION}]",
              f"#[StartTime: {start_epoch_s:.3f} (seconds since epoch), "
              f"{datetime.fromtimestamp(start_epoch_s, timezone.utc).isoformat(' ')}]",
              '"StartTimestamp","Interval_Length","Interval_Max",'
              '"Interval_Compressed_Histogram"']
-    for i in range(max(math.ceil(report.duration_s - 1e-3), 0)):
-        counts = agg.second_counts(i)
-        if not counts:
+    seconds = (report.get("histograms") or {}).get("seconds") or []
+    for i, second in enumerate(seconds):
+        if not second:
             continue
-        h = HdrHistogram(1, _core.HIST_HIGHEST_NS, SECOND_SIGFIGS)
-        for value, count in counts:
-            h.record_value(max(value, 1), count)
-        payload = h.encode().decode("ascii")
-        lines.append(f"Tag={TAG},{i:.3f},1.000,{h.get_max_value() / 1e6:.3f},{payload}")
+        lines.append(f"Tag={TAG},{i:.3f},1.000,{second['max_ns'] / 1e6:.3f},{second['hdr']}")
     return "\n".join(lines) + "\n"
 
 
-def write_hlog(report: Any, path: str) -> None:
+def write_hlog(report: Mapping[str, Any], path: str) -> None:
     write_text_atomic(render_hlog(report), path, "hlog")
 
 

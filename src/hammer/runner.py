@@ -288,15 +288,16 @@ def live_view_wanted(live_flag: bool | None, quiet: bool, *paths: str | None) ->
 
 def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool,
             csv_path: str | None = None, hlog_path: str | None = None,
-            live_flag: bool | None = None) -> int:
+            html_path: str | None = None, live_flag: bool | None = None) -> int:
     """`hammer run`: run, print the text report, write JSON and CSV; return the exit
     code. An output that cannot be written is one line on stderr; the others are still
     written."""
     from hammer.hlog import write_hlog
+    from hammer.html import write_html_atomic
     from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
 
     view = None
-    if live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path):
+    if live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path, html_path):
         view = live.LiveView(config, sys.stderr)
     try:
         report = run(config, progress=view.draw if view is not None else None)
@@ -313,13 +314,15 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     code = exit_code_for(report.interrupted, bool(data["saturated"]),
                          any(not s["passed"] for s in data["slo"]))
     if not quiet:
-        text_out = sys.stderr if "-" in (json_path, csv_path, hlog_path) else sys.stdout
+        text_out = (sys.stderr if "-" in (json_path, csv_path, hlog_path, html_path)
+                    else sys.stdout)
         text_out.write(render_text(data))
         text_out.flush()
     outputs: list[tuple[str | None, Callable[[], None]]] = [
         (json_path, lambda: write_json_atomic(data, json_path or "-")),
         (csv_path, lambda: write_csv_atomic(data, csv_path or "-")),
-        (hlog_path, lambda: write_hlog(report, hlog_path or "-")),
+        (hlog_path, lambda: write_hlog(data, hlog_path or "-")),
+        (html_path, lambda: write_html_atomic(data, html_path or "-")),
     ]
     for path, write in outputs:
         if path is None:

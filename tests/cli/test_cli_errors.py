@@ -250,7 +250,8 @@ def test_valid_options_do_reach_the_engine(engine: Recorder) -> None:
     (config,), kwargs = engine.calls[0]
     assert config.connections == 2
     assert config.threads == 2
-    assert kwargs == {"json_path": None, "quiet": True, "csv_path": None, "hlog_path": None}
+    assert kwargs == {"json_path": None, "quiet": True, "csv_path": None, "hlog_path": None,
+                      "html_path": None, "live_flag": None}
 
 
 # --------------------------------------------------------------------------- serve

@@ -130,3 +130,25 @@ def test_shard_flag_usage_error() -> None:
     done = hammer_cli("run", "http://127.0.0.1:9/", "--shard", "3/2")
     assert done.returncode == exitcodes.USAGE
     assert done.stderr == "hammer: error: invalid shard 3/2: K must be 1..N\n"
+
+
+def test_html_from_a_run_and_from_a_merge(target_server: Any, tmp_path: Path,
+                                          shard_reports: tuple[Any, list[Path]]) -> None:
+    server = target_server()
+    page = tmp_path / "run.html"
+    done = hammer_cli("run", server.url, "-r", "200", "-d", "1s", "--html", str(page), "-q",
+                      "-H", "Authorization: Bearer s3cret-token")
+    assert done.returncode in (exitcodes.OK, exitcodes.SATURATED), done.stderr
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    for chart in ("latency-over-time", "rate", "spectrum", "outcomes"):
+        assert f'data-chart="{chart}"' in html
+    assert "s3cret-token" not in html
+    _, paths = shard_reports
+    merged_page = tmp_path / "merged.html"
+    done = hammer_cli("report", *map(str, paths), "--html", str(merged_page), "-q")
+    assert done.returncode == exitcodes.OK, done.stderr
+    assert 'data-chart="spectrum"' in merged_page.read_text()
+    bad = hammer_cli("report", str(paths[0]), "--html", str(tmp_path / "no" / "x.html"), "-q")
+    assert bad.returncode == exitcodes.FAILED
+    assert bad.stderr.startswith("hammer: error: cannot write HTML report to ")
