@@ -115,6 +115,19 @@ def main() -> None:
               help="Run shard K of N of this plan (slots K-1, K-1+N, ...; -c and a closed "
                    "loop's -n split too): N hosts together send the whole plan, and "
                    "`hammer report` merges their JSON reports exactly.")
+@click.option("--cluster", "cluster", default=None, metavar="SPEC",
+              help="Run the plan sharded over a Dask cluster, a shard per worker, and merge "
+                   "the reports: tls://HOST:PORT, tcp://127.0.0.1:PORT, or local:N (N worker "
+                   "processes here). Needs pip install 'hammer[distributed]'.")
+@click.option("--cluster-ca", default=None, metavar="PATH",
+              help="--cluster tls://: the CA that signed the cluster's certificates.")
+@click.option("--cluster-cert", default=None, metavar="PATH",
+              help="--cluster tls://: this client's certificate.")
+@click.option("--cluster-key", default=None, metavar="PATH",
+              help="--cluster tls://: this client's private key.")
+@click.option("--cluster-insecure", is_flag=True,
+              help="Allow plain tcp:// to a scheduler that is not on this host "
+                   "(unauthenticated, unencrypted).")
 @click.option("--slo", "slo", multiple=True, metavar="'FIGURE<VALUE'",
               help="A threshold the run must meet, repeatable: 'p99<200ms', "
                    "'error_rate<0.1%', 'achieved_rate>=99%'. A failed one: exit code 4.")
@@ -150,6 +163,9 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
     from hammer.errors import ConfigError
     from hammer.runner import configure, run_cli
 
+    cluster_options = {name: params.pop(name) for name in
+                       ("cluster", "cluster_ca", "cluster_cert", "cluster_key",
+                        "cluster_insecure")}
     # only what was given: the rest keeps make_config's defaults, or the scenario's
     given = {name: value for name, value in params.items()
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
@@ -166,8 +182,24 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             url = url or given.pop("url", None)
     except ConfigError as exc:
         _fail_usage(str(exc))
+    cluster = None
+    if cluster_options["cluster"] is not None:
+        from hammer.distributed import parse_cluster
+
+        try:
+            cluster = parse_cluster(cluster_options["cluster"], ca=cluster_options["cluster_ca"],
+                                    cert=cluster_options["cluster_cert"],
+                                    key=cluster_options["cluster_key"],
+                                    insecure=cluster_options["cluster_insecure"])
+        except ConfigError as exc:
+            _fail_usage(str(exc))
+        if given.get("shard") is not None:
+            _fail_usage("--shard and --cluster do not go together: --cluster makes the shards")
     demo = (url is None and scenario is None and given.get("targets") is None
             and given.get("hammer") in (None, "http", "HTTPHammer"))
+    if demo and cluster is not None and cluster.address is not None:
+        _fail_usage("--cluster with a remote scheduler needs a URL (the built-in target "
+                    "runs on this host only)")
     if demo:
         given.setdefault("rate", DEMO_RATE)
         if given.get("duration") is None and given.get("requests") is None:
@@ -193,7 +225,8 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)
         code = run_cli(config, json_path=json_path, quiet=quiet, csv_path=csv_path,
-                       hlog_path=hlog_path, html_path=html_path, live_flag=live_flag)
+                       hlog_path=hlog_path, html_path=html_path, live_flag=live_flag,
+                       cluster=(cluster, {"url": url, **given}) if cluster else None)
     except ConfigError as exc:
         _fail_usage(str(exc))
     finally:
@@ -469,7 +502,8 @@ def report(files: tuple[str, ...], compare: bool, json_path: str | None,
         click.echo(f"hammer: error: {exc}", err=True)
         sys.exit(exitcodes.FAILED)
     code = exit_code_for(data.get("interrupted"), bool(data.get("saturated")),
-                         any(not s.get("passed") for s in data.get("slo") or ()))
+                         any(not s.get("passed") for s in data.get("slo") or ()),
+                         bool(data.get("partial")))
     if not quiet:
         out = sys.stderr if "-" in (json_path, csv_path, html_path) else sys.stdout
         out.write(render_text(data))

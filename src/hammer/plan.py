@@ -317,6 +317,17 @@ def make_plan(
                 shard_count=shard_count)
 
 
+def start_ns_for(start_at: float | None, now_ns: int, delay_ns: int) -> int:
+    """When slot 0 is due on CLOCK_MONOTONIC: `delay_ns` from now, or at the wall-clock
+    instant `start_at` (seconds since the epoch, as time.time()) when one was agreed,
+    waited for on this host's monotonic clock (at once if it has passed)."""
+    import time
+
+    if start_at is None:
+        return now_ns + delay_ns
+    return now_ns + max(int((start_at - time.time()) * 1e9), 0)
+
+
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
     """'K/N' (1-based, as --shard takes it) or (K, N) into (index from 0, count)."""
     if shard is None:

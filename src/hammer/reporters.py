@@ -231,6 +231,7 @@ def render_text(report: Mapping[str, Any]) -> str:
             f"completed {_count(counts.get('completed'))}",
             f"late {_count(counts.get('late'))}",
             f"unsent {_count(counts.get('unsent'))}",
+            *([f"unknown {_count(counts['unknown'])}"] if counts.get("unknown") else []),
         ],
     )
     lines += _section(
@@ -386,14 +387,26 @@ def _parts_table(report: Mapping[str, Any]) -> list[str]:
     starts = [_num(p.get("start_epoch_s")) for p in parts]
     first = min((s for s in starts if s is not None), default=None)
     lines = ["", f"  {'part':<24} {'sent':>10} {'achieved/s':>11} {'lag p99 ms':>11}"
-                 f" {'start ms':>9}  saturated"]
+                 f" {'start ms':>9} {'CPU s':>7}  saturated"]
     for part, start in zip(parts, starts, strict=True):
         offset = "-" if start is None or first is None else f"+{(start - first) * 1e3:.1f}"
         saturated = "; ".join(str(r) for r in part.get("saturated") or ()) or "no"
-        lines.append(f"  {_shorten(str(part.get('part', '')), 24):<24} "
+        name = str(part.get("part", ""))
+        if part.get("host"):
+            name += f" {part['host']}"
+        lines.append(f"  {_shorten(name, 24):<24} "
                      f"{_count(part.get('sent')):>10} {_rate(part.get('achieved_rps')):>11} "
-                     f"{_ms(part.get('send_lag_p99_ms')):>11} {offset:>9}  {saturated}")
+                     f"{_ms(part.get('send_lag_p99_ms')):>11} {offset:>9} "
+                     f"{_cpu(part.get('cpu_s')):>7}  {saturated}")
+    for part in report.get("lost_parts") or ():
+        lines.append(f"  {_shorten(str(part.get('part', '')), 24):<24} {'LOST':>10}  "
+                     f"{part.get('worker')}: {part.get('reason')}")
     return lines
+
+
+def _cpu(value: Any) -> str:
+    number = _num(value)
+    return "-" if number is None else f"{number:.2f}"
 
 
 def render_compare(rows: Iterable[Mapping[str, Any]], before: str, after: str) -> str:

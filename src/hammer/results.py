@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hammer.errors import ConfigError
-from hammer.metrics import REPORT_VERSION
+from hammer.metrics import LAG_NOTE_START, REPORT_VERSION, lag_note
 
 MAIN_HISTOGRAMS = ("latency", "latency_uncorrected", "send_lag")
 # report fields that must be equal in reports merged into one (their plan)
@@ -30,6 +30,40 @@ MAX_ERROR_SAMPLES = 10
 
 class ReportError(ConfigError):
     """A saved report that cannot be read, or reports that cannot be merged."""
+
+
+class SavedReport:
+    """A report known by its dict alone (a merge, or a file read back): what a caller of
+    hammer.run reads of a Report."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    @property
+    def counts(self) -> Any:
+        from hammer.metrics import Counts
+
+        names = Counts.__dataclass_fields__
+        return Counts(**{k: v for k, v in self.data["counts"].items() if k in names})
+
+    @property
+    def interrupted(self) -> str | None:
+        value = self.data.get("interrupted")
+        return str(value) if value is not None else None
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.data.get("partial"))
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        return list(self.data.get("parts") or [])
+
+    def saturation(self) -> list[str]:
+        return [str(reason) for reason in self.data.get("saturated") or ()]
 
 
 # ------------------------------------------------------------------ encoding
@@ -262,6 +296,7 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
         "send_lag_p99_ms": r["send_lag_ms"].get("p99"),
         "start_epoch_s": r.get("start_epoch_s"),
         "saturated": list(r.get("saturated") or []),
+        **{key: r[key] for key in ("host", "worker", "cpu_s") if key in r},
     } for r, name in zip(reports, names, strict=True)]
     starts = [p["start_epoch_s"] for p in parts if p["start_epoch_s"] is not None]
     shards = [r["shard"] for r in reports if r.get("shard")]
@@ -276,7 +311,9 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
         notes.append(f"the parts started {(max(starts) - min(starts)) * 1e3:.1f} ms apart")
     for r in reports:
         for note in r.get("notes") or []:
-            if note not in notes and not note.startswith("merged from"):
+            # a part's own send-lag note is judged again on the merged send lag
+            if (note not in notes and not note.startswith("merged from")
+                    and not note.startswith(LAG_NOTE_START)):
                 notes.append(note)
     merged: dict[str, Any] = {
         "version": REPORT_VERSION,
@@ -335,9 +372,30 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
             "targets": targets_saved,
         },
     }
+    note = lag_note(merged["send_lag_ms"]) if merged["mode"] == "open" else None
+    if note is not None:
+        merged["notes"].append(note)
     slo_texts = list(dict.fromkeys(s["slo"] for r in reports for s in r.get("slo") or []))
     merged["slo"] = [parse_slo(text).check(merged) for text in slo_texts]
     return merged
+
+
+def add_lost_parts(merged: dict[str, Any], lost: Sequence[Mapping[str, Any]]) -> None:
+    """Mark a merge partial: parts whose report never came (a worker lost mid-run). What
+    they had scheduled counts as `unknown` (sent or not, nobody can say), so the
+    accounting still holds: scheduled = ok + http_error + error + unsent + unknown."""
+    counts = merged["counts"]
+    unknown = sum(int(p["planned"] or 0) for p in lost)
+    counts["scheduled"] += unknown
+    counts["unknown"] = counts.get("unknown", 0) + unknown
+    merged["partial"] = True
+    merged["lost_parts"] = [dict(p) for p in lost]
+    for part in lost:
+        planned = part["planned"]
+        what = (f"its {planned:,} requests count as unknown" if planned is not None
+                else "what it sent is unknown (a closed loop has no schedule)")
+        merged["notes"].insert(0, f"PARTIAL: {part['part']} lost (worker {part['worker']}: "
+                                  f"{part['reason']}); {what}")
 
 
 # ------------------------------------------------------------------ comparing
@@ -393,5 +451,6 @@ def _compare_row(label: str, unit: str, a: float | None, b: float | None) -> dic
             "change_pct": pct}
 
 
-__all__ = ["ReportError", "compare_reports", "encode_histogram", "load_histogram",
-           "load_report", "merge_reports", "report_histograms"]
+__all__ = ["ReportError", "SavedReport", "add_lost_parts", "compare_reports",
+           "encode_histogram", "load_histogram", "load_report", "merge_reports",
+           "report_histograms"]

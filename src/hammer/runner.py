@@ -25,7 +25,7 @@ from hammer.config import RunConfig, make_config
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers.python import HammerConfig
 from hammer.metrics import Report, Totals, build_report
-from hammer.plan import make_plan, usable_cpus
+from hammer.plan import make_plan, start_ns_for, usable_cpus
 
 # Each wake of this loop costs 150-400 us of CPU on the VMs we measure on (Python with
 # cold caches, mostly), taken from a worker when they share a CPU: at 20k req/s, waking
@@ -105,7 +105,8 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
 
 
 async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
-                    interrupt: Interrupt | None = None) -> Report:
+                    interrupt: Interrupt | None = None,
+                    start_at: float | None = None) -> Report:
     """Run one load phase on the running event loop and return its report."""
     from hammer import _core
     from hammer.limits import ensure_nofile
@@ -128,7 +129,7 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
             engine.stop(2)
             break
         await asyncio.sleep(0.001)
-    start_ns = _core.monotonic_ns() + START_DELAY_NS
+    start_ns = start_ns_for(start_at, _core.monotonic_ns(), START_DELAY_NS)
     engine.go_at(start_ns)
     stop_level_sent = 0
     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
@@ -190,7 +191,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, interrupt: Interrupt) -> l
 
 
 async def _run_with_signals(config: RunConfig | HammerConfig, progress: ProgressFn | None,
-                            interrupt: Interrupt) -> Report:
+                            interrupt: Interrupt, start_at: float | None = None) -> Report:
     loop = asyncio.get_running_loop()
     installed = _install_signals(loop, interrupt)
     try:
@@ -198,9 +199,10 @@ async def _run_with_signals(config: RunConfig | HammerConfig, progress: Progress
             from hammer.hammers.python import run_python_hammer
 
             report: Report = await run_python_hammer(config, interrupt=interrupt,
-                                                     progress=progress)
+                                                     progress=progress, start_at=start_at)
             return report
-        return await run_async(config, progress=progress, interrupt=interrupt)
+        return await run_async(config, progress=progress, interrupt=interrupt,
+                               start_at=start_at)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -248,7 +250,8 @@ def configure(url: str | None = None, *, hammer: Any = None,
 
 def run(config: RunConfig | HammerConfig | str | None = None, /, *,
         progress: ProgressFn | None = None, hammer: Any = None,
-        hammer_config: Mapping[str, Any] | None = None, **options: Any) -> Report:
+        hammer_config: Mapping[str, Any] | None = None, cluster: Any = None,
+        start_at: float | None = None, **options: Any) -> Any:
     """Run a load test and return its Report. The Python API and the CLI's `hammer run`.
 
         report = hammer.run("http://127.0.0.1:8080/", rate=1000, duration="5s")
@@ -257,22 +260,40 @@ def run(config: RunConfig | HammerConfig | str | None = None, /, *,
 
     Options are those of make_config(). `hammer` runs a Python hammer instead of the
     core's HTTP kind. SIGINT/SIGTERM stop the run gracefully and the partial report is
-    returned (report.interrupted names the signal).
+    returned (report.interrupted names the signal). `start_at` (seconds since the epoch)
+    starts the load phase at that instant rather than at once.
+
+    `cluster` runs the plan sharded over a Dask cluster, a shard per worker, and returns
+    the merged report (hammer.results.SavedReport): a dask.distributed Client, or
+    "local:N", "tls://HOST:PORT" (certificates from Dask's config), or a ClusterSpec.
     """
     import uvloop
+
+    if cluster is not None:
+        if isinstance(config, RunConfig | HammerConfig):
+            raise ConfigError("with cluster=, pass the run's options, not a config: each "
+                              "worker makes its shard's config from them")
+        from hammer.distributed import run_cluster_report
+
+        url = config if config is not None else options.pop("url", None)
+        return run_cluster_report(cluster, url=url, hammer=hammer,
+                                  hammer_config=hammer_config, **options)
 
     if not isinstance(config, RunConfig | HammerConfig):
         url = config if config is not None else options.pop("url", None)
         config = configure(url, hammer=hammer, hammer_config=hammer_config, **options)
     interrupt = Interrupt()
-    return uvloop.run(_run_with_signals(config, progress, interrupt))
+    return uvloop.run(_run_with_signals(config, progress, interrupt, start_at))
 
 
-def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = False) -> int:
+def exit_code_for(interrupted: str | None, saturated: bool, slo_failed: bool = False,
+                  partial: bool = False) -> int:
     if interrupted == "SIGINT":
         return exitcodes.INTERRUPTED
     if interrupted == "SIGTERM":
         return exitcodes.TERMINATED
+    if partial:       # a part of a sharded run was lost
+        return exitcodes.FAILED
     if slo_failed:
         return exitcodes.SLO_FAILED
     return exitcodes.SATURATED if saturated else exitcodes.OK
@@ -288,19 +309,29 @@ def live_view_wanted(live_flag: bool | None, quiet: bool, *paths: str | None) ->
 
 def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: bool,
             csv_path: str | None = None, hlog_path: str | None = None,
-            html_path: str | None = None, live_flag: bool | None = None) -> int:
+            html_path: str | None = None, live_flag: bool | None = None,
+            cluster: tuple[Any, dict[str, Any]] | None = None) -> int:
     """`hammer run`: run, print the text report, write JSON and CSV; return the exit
     code. An output that cannot be written is one line on stderr; the others are still
     written."""
+    from hammer.distributed import ClusterError
     from hammer.hlog import write_hlog
     from hammer.html import write_html_atomic
     from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
 
     view = None
-    if live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path, html_path):
+    if cluster is None and live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path,
+                                            html_path):
         view = live.LiveView(config, sys.stderr)
     try:
-        report = run(config, progress=view.draw if view is not None else None)
+        if cluster is not None:
+            spec, options = cluster
+            report = run(cluster=spec, **options)
+        else:
+            report = run(config, progress=view.draw if view is not None else None)
+    except ClusterError as exc:
+        print(f"hammer: error: {exc}", file=sys.stderr)
+        return exitcodes.FAILED
     except HammerSetupError as exc:
         print(f"hammer: error: {exc}", file=sys.stderr)
         return exitcodes.FAILED
@@ -312,7 +343,7 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
             view.clear()
     data = report.to_dict()
     code = exit_code_for(report.interrupted, bool(data["saturated"]),
-                         any(not s["passed"] for s in data["slo"]))
+                         any(not s["passed"] for s in data["slo"]), bool(data.get("partial")))
     if not quiet:
         text_out = (sys.stderr if "-" in (json_path, csv_path, hlog_path, html_path)
                     else sys.stdout)

@@ -25,7 +25,7 @@ from typing import Any
 from hammer import live
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
-from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView
+from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView, start_ns_for
 
 MAX_ERROR_SAMPLES = 5
 MAX_DEFAULT_IN_FLIGHT = 100_000
@@ -400,7 +400,7 @@ class _Driver:
 
 
 async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
-                            progress: Any = None) -> Any:
+                            progress: Any = None, start_at: float | None = None) -> Any:
     """Set the hammer up, run its load phase and return the Report."""
     from hammer import _core
     from hammer.metrics import Totals, build_report
@@ -427,7 +427,7 @@ async def run_python_hammer(config: HammerConfig, *, interrupt: Any,
         loop.call_soon_threadsafe(_on_stop, driver, interrupt)
 
     interrupt.listeners.append(on_stop)
-    start_ns = time.monotonic_ns() + START_DELAY_NS
+    start_ns = start_ns_for(start_at, time.monotonic_ns(), START_DELAY_NS)
     driver.start(start_ns)
     if interrupt.reason:  # a stop came before this load phase began
         _on_stop(driver, interrupt)
