@@ -33,7 +33,7 @@ START_LEAD_S = 1.5          # the shards start this long after the last pre-flig
 LATE_START_LIMIT_S = 1.0    # a shard task starting later than this after the instant refuses
 PREFLIGHT_TIMEOUT_S = 60.0
 WAIT_EXTRA_S = 10.0         # beyond the plan's duration and timeout, before a part is lost
-POLL_S = 0.5                # how often the client checks that the workers are still there
+POLL_S = 1.0                # how often the client checks that the workers are still there
 LOCAL_PREFIX = "local:"
 
 
@@ -130,13 +130,11 @@ def parse_cluster(spec: str, *, ca: str | None = None, cert: str | None = None,
 def connect(spec: ClusterSpec) -> Iterator[Any]:
     """A dask.distributed Client for the spec (a LocalCluster is started and stopped)."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise ConfigError("--cluster needs Dask: pip install 'hammer[distributed]'") from None
     if spec.address is None:
-        with LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                          dashboard_address="127.0.0.1:0") as cluster, \
-                Client(cluster) as client:
+        with local_cluster(spec.local_workers) as cluster, Client(cluster) as client:
             yield client
         return
     try:
@@ -146,6 +144,16 @@ def connect(spec: ClusterSpec) -> Iterator[Any]:
             from None
     with client:
         yield client
+
+
+def local_cluster(n_workers: int) -> Any:
+    """A LocalCluster for `local:N`: N worker processes of one thread each, listening on
+    the loopback only, with no memory monitor (a psutil poll every 100 ms in every
+    worker and nanny would take CPU from the shards)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=0)
 
 
 class Sealed:
@@ -325,5 +333,5 @@ def run_cluster_report(cluster: Any, **options: Any) -> Any:
     return SavedReport(run_on_cluster(options, cluster))
 
 
-__all__ = ["ClusterError", "ClusterSpec", "connect", "parse_cluster", "run_cluster_report",
-           "run_on_cluster"]
+__all__ = ["ClusterError", "ClusterSpec", "connect", "local_cluster", "parse_cluster",
+           "run_cluster_report", "run_on_cluster"]

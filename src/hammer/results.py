@@ -69,31 +69,37 @@ class SavedReport:
 # ------------------------------------------------------------------ encoding
 
 def encode_histogram(state: Mapping[str, Any], significant_figures: int) -> dict[str, Any]:
-    """A core histogram's state (Histogram.state()) as a report keeps it."""
+    """A core histogram's state (Histogram.state()) as a report keeps it. The core's
+    counts array has HdrHistogram's layout: it is copied whole into an hdrh histogram of
+    the same range and precision, which encodes it."""
+    import ctypes
+
     from hdrh.histogram import HdrHistogram
 
     from hammer import _core
 
     h = HdrHistogram(1, _core.HIST_HIGHEST_NS, significant_figures)
-    for value, count in state["counts"]:
-        h.record_value(max(value, 1), count)
+    raw = state["raw"]
+    if len(raw) != ctypes.sizeof(h.counts):
+        raise ValueError("a histogram of another layout")
+    ctypes.memmove(h.counts, raw, len(raw))
+    h.total_count = state["total"]
+    if state["total"]:
+        h.min_value = max(int(state["min_ns"]), 1)
+        h.max_value = int(state["max_ns"])
     return {"hdr": h.encode().decode("ascii"), "min_ns": state["min_ns"],
             "max_ns": state["max_ns"], "sum_ns": state["sum_ns"],
             "clamped": state["clamped"]}
 
 
-def _decoded_counts(hdr: str) -> list[tuple[int, int]]:
+def load_histogram(target: Any, saved: Mapping[str, Any]) -> None:
+    """Add a saved histogram (encode_histogram's form) into a core Histogram of the same
+    layout: the decoded counts array is added whole, bucket for bucket."""
     from hdrh.histogram import HdrHistogram
 
-    h = HdrHistogram.decode(hdr)
-    return [(h.get_lowest_equivalent_value(item.value_iterated_to),
-             item.count_at_value_iterated_to) for item in h.get_recorded_iterator()]
-
-
-def load_histogram(target: Any, saved: Mapping[str, Any]) -> None:
-    """Add a saved histogram (encode_histogram's form) into a core Histogram."""
-    target.load(_decoded_counts(saved["hdr"]), int(saved["min_ns"]), int(saved["max_ns"]),
-                float(saved["sum_ns"]), int(saved.get("clamped", 0)))
+    h = HdrHistogram.decode(saved["hdr"])
+    target.add_counts(memoryview(h.counts).cast("B"), int(saved["min_ns"]),
+                      int(saved["max_ns"]), float(saved["sum_ns"]), int(saved.get("clamped", 0)))
 
 
 def report_histograms(aggregator: Any, seconds: int, n_targets: int) -> dict[str, Any]:

@@ -154,8 +154,11 @@ cdef list hist_nonzero(const Hist *h):
 
 
 cdef dict hist_state(const Hist *h):
-    """What a saved report keeps of a histogram to rebuild it exactly (Histogram.load)."""
-    return {"counts": hist_nonzero(h), "min_ns": h.min_value if h.total_count else 0,
+    """What a saved report keeps of a histogram to rebuild it exactly: the counts array
+    as bytes (int64, HdrHistogram's layout: Histogram.add_counts takes it back), the exact
+    min, max, sum and clamped count."""
+    return {"raw": (<const char *>h.counts)[:h.counts_len * 8],
+            "total": h.total_count, "min_ns": h.min_value if h.total_count else 0,
             "max_ns": h.max_value, "sum_ns": h.sum_value, "clamped": h.clamped}
 
 
@@ -218,6 +221,33 @@ cdef class Histogram:
         if max_ns > self.h.max_value:
             self.h.max_value = max_ns
 
+    def add_counts(self, const unsigned char[::1] raw, int64_t min_ns, int64_t max_ns,
+                   double sum_ns, int64_t clamped=0) -> None:
+        """Add a whole counts array of the same layout (an hdrh histogram's `counts`, made
+        with the same lowest, highest and significant figures, as bytes of uint64), and
+        merge the exact min, max, sum and clamped count saved beside it."""
+        cdef const int64_t *src
+        cdef int32_t i
+        cdef int64_t added = 0
+        if raw.shape[0] != <Py_ssize_t>self.h.counts_len * 8:
+            raise ValueError(f"counts of {raw.shape[0] // 8} buckets, not "
+                             f"{self.h.counts_len}: another histogram layout")
+        src = <const int64_t *>&raw[0]
+        for i in range(self.h.counts_len):
+            if src[i] < 0:
+                raise ValueError("negative count")
+            self.h.counts[i] += src[i]
+            added += src[i]
+        if added == 0:
+            return
+        self.h.total_count += added
+        self.h.sum_value += sum_ns
+        self.h.clamped += clamped
+        if min_ns < self.h.min_value:
+            self.h.min_value = min_ns
+        if max_ns > self.h.max_value:
+            self.h.max_value = max_ns
+
     @property
     def sum(self) -> float:
         return self.h.sum_value
@@ -250,7 +280,7 @@ cdef class Histogram:
         return hist_nonzero(&self.h)
 
     def state(self) -> dict:
-        """counts (as nonzero_counts), min_ns, max_ns, sum_ns, clamped: load() takes them."""
+        """raw (the counts array as bytes), total, min_ns, max_ns, sum_ns, clamped."""
         return hist_state(&self.h)
 
     def summary_ms(self) -> dict:
