@@ -166,3 +166,20 @@ def test_load_report_errors(tmp_path: Any) -> None:
         load_report(str(other))
     with pytest.raises(ReportError, match=r"cannot read .*missing\.json: No such file"):
         load_report(str(tmp_path / "missing.json"))
+
+
+def test_a_closed_loop_starts_at_its_start_and_its_seconds_hold_every_send(
+        target_server: Any) -> None:
+    """Closed-loop workers wait for second 0 (a sharded run's agreed instant), so the
+    per-second rows add up to the run's sends."""
+    import time
+
+    server = target_server()
+    start_at = time.time() + 0.5
+    report = hammer.run(server.url, connections=4, duration="1s", start_at=start_at)
+    check_invariant(report)
+    data = _saved(report)
+    assert sum(row["sent"] for row in data["time_series"]) == report.counts.sent
+    assert abs(data["start_epoch_s"] - start_at) < 0.02
+    first = min(server.arrivals())
+    assert first >= report.totals.start_ns

@@ -17,6 +17,9 @@ cdef enum:
                                     # final FIN wait
     RECONNECT_BACKOFF_NS = 5000000  # closed loop: pause after a connect error
 
+    START_WAIT_POLL_NS = 50000000   # closed loop waiting for its start: checks stops this often
+    END_GUARD_NS = 50000000         # closed loop: in its last 50 ms, a clock read before each
+                                    # request keeps every send within the load phase
     MAX_DEFER_NS = 2000000          # open loop: the loop sleeps through response arrivals
                                     # (taking the kernel's receive stamps) when its next
                                     # wake is at most this far off

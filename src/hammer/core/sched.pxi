@@ -141,6 +141,10 @@ cdef void closed_loop_next(Worker *w, Conn *c, int64_t now) noexcept nogil:
         return
     if w.request_budget >= 0 and w.started >= w.request_budget:
         return
+    # `now` is when this batch of events began: near the end, read the clock, so that no
+    # request goes out after the load phase (its second would be past the last)
+    if now >= w.end_ns - END_GUARD_NS and clock_ns() >= w.end_ns:
+        return
     w.started += 1
     counter_add(&w.scheduled, 1)
     assign_request(w, c, 0, 0, w.started - 1)
@@ -289,6 +293,19 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
                 connecting += 1
 
 
+cdef void wait_until_start(Worker *w) noexcept nogil:
+    """Closed loop: the first requests go at start_ns, not at release (the shards of a
+    sharded run agree on that instant ahead); a stop ends the wait."""
+    cdef timespec ts
+    cdef int64_t now = clock_ns()
+    cdef int64_t until
+    while now < w.pacer.start_ns and hm_load_relaxed(w.stop_level) == STOP_NONE:
+        until = now + START_WAIT_POLL_NS
+        set_timespec(&ts, until if until < w.pacer.start_ns else w.pacer.start_ns)
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)
+        now = clock_ns()
+
+
 cdef bint any_awaiting_fin(Worker *w) noexcept nogil:
     cdef int32_t i
     for i in range(w.n_conns):
@@ -319,6 +336,8 @@ cdef void worker_run(Worker *w) noexcept nogil:
     hm_store_release(&w.ready, 1)
     while hm_load_acquire(w.go_flag) == 0:
         sched_yield()  # released within microseconds; a sleep could wake milliseconds late
+    if not w.open_loop:
+        wait_until_start(w)
     now = clock_ns()
     w.start_ns = w.pacer.start_ns
     w.end_ns = w.start_ns + w.duration_ns if w.duration_ns >= 0 else 0x7FFFFFFFFFFFFFFF
