@@ -177,6 +177,9 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
 
             loaded = load_scenarios(scenario)
             if len(loaded) > 1:
+                if cluster_options["cluster"] is not None:
+                    _fail_usage(f"{scenario}: a scenario of several workloads does not run "
+                                "on a cluster yet (run each workload with --cluster)")
                 sys.exit(_run_workloads(scenario, loaded, url, given, json_path, quiet))
             given = loaded[0].run_options(given)
             url = url or given.pop("url", None)
