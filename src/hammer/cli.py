@@ -169,22 +169,6 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
     # only what was given: the rest keeps make_config's defaults, or the scenario's
     given = {name: value for name, value in params.items()
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-    try:
-        if "hammer_config" in given:
-            given["hammer_config"] = _hammer_config(given["hammer_config"])
-        if scenario is not None:
-            from hammer.scenario import load_scenarios
-
-            loaded = load_scenarios(scenario)
-            if len(loaded) > 1:
-                if cluster_options["cluster"] is not None:
-                    _fail_usage(f"{scenario}: a scenario of several workloads does not run "
-                                "on a cluster yet (run each workload with --cluster)")
-                sys.exit(_run_workloads(scenario, loaded, url, given, json_path, quiet))
-            given = loaded[0].run_options(given)
-            url = url or given.pop("url", None)
-    except ConfigError as exc:
-        _fail_usage(str(exc))
     cluster = None
     if cluster_options["cluster"] is not None:
         from hammer.distributed import parse_cluster
@@ -198,6 +182,20 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             _fail_usage(str(exc))
         if given.get("shard") is not None:
             _fail_usage("--shard and --cluster do not go together: --cluster makes the shards")
+    try:
+        if "hammer_config" in given:
+            given["hammer_config"] = _hammer_config(given["hammer_config"])
+        if scenario is not None:
+            from hammer.scenario import load_scenarios
+
+            loaded = load_scenarios(scenario)
+            if len(loaded) > 1:
+                sys.exit(_run_workloads(scenario, loaded, url, given, json_path, quiet,
+                                        cluster))
+            given = loaded[0].run_options(given)
+            url = url or given.pop("url", None)
+    except ConfigError as exc:
+        _fail_usage(str(exc))
     demo = (url is None and scenario is None and given.get("targets") is None
             and given.get("hammer") in (None, "http", "HTTPHammer"))
     if demo and cluster is not None and cluster.address is not None:
@@ -239,14 +237,15 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
 
 
 def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[str, Any],
-                   json_path: str | None, quiet: bool) -> int:
-    """A scenario's workloads, run concurrently: each reported apart, then the total."""
+                   json_path: str | None, quiet: bool, cluster: Any = None) -> int:
+    """A scenario's workloads, run concurrently: each reported apart, then the total
+    (on a cluster: each workload sharded over every worker)."""
     from hammer.errors import ConfigError
     from hammer.reporters import render_text, write_json_atomic
     from hammer.runner import configure, exit_code_for
     from hammer.workloads import Workload, run_workloads
 
-    workloads = []
+    workloads, plain = [], []
     for item in loaded:
         options = item.run_options(given)
         target = url or options.pop("url", None)
@@ -255,8 +254,21 @@ def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[st
         except ConfigError as exc:
             raise ConfigError(f"{path}: scenarios.{item.name}: {exc}") from None
         workloads.append(Workload(name=item.name, start_ns=item.start_ns, config=config))
-    result = run_workloads(workloads, f"scenario:{path}")
-    data = result.to_dict()
+        plain.append((item.name, item.start_ns, {"url": target, **options}))
+    if cluster is not None:
+        from hammer.distributed import ClusterError, connect, run_scenario_on_cluster
+
+        try:
+            with connect(cluster) as client:
+                data = run_scenario_on_cluster(plain, f"scenario:{path}", client)
+        except ClusterError as exc:
+            click.echo(f"hammer: error: {exc}", err=True)
+            return exitcodes.FAILED
+        interrupted, saturated = data.get("interrupted"), bool(data.get("saturated"))
+    else:
+        result = run_workloads(workloads, f"scenario:{path}")
+        data = result.to_dict()
+        interrupted, saturated = result.interrupted, bool(result.saturation())
     if not quiet:
         out = sys.stderr if json_path == "-" else sys.stdout
         for name, report in data["workloads"].items():
@@ -270,7 +282,7 @@ def _run_workloads(path: str, loaded: list[Any], url: str | None, given: dict[st
             click.echo(f"hammer: error: {exc}", err=True)
             return exitcodes.FAILED
     failed = any(not s["passed"] for r in data["workloads"].values() for s in r["slo"])
-    return exit_code_for(result.interrupted, bool(result.saturation()), failed)
+    return exit_code_for(interrupted, saturated, failed, bool(data.get("partial")))
 
 
 def _probe(url: str | None, rate: str | None, connections: str | None, closed: bool,

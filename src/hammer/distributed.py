@@ -157,13 +157,25 @@ def local_cluster(n_workers: int) -> Any:
 
 
 class Sealed:
-    """A run's options on their way to the workers: the repr says nothing of them."""
+    """What the workers run, on its way to them: the options of one run, or a scenario's
+    workloads (name, start offset, options). The repr says nothing of them (they may hold
+    secrets)."""
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = dict(options)
+    def __init__(self, options: Mapping[str, Any] | None = None, *,
+                 workloads: list[tuple[str, int, dict[str, Any]]] | None = None,
+                 label: str = "") -> None:
+        self.options = dict(options or {})
+        self.workloads = workloads        # None: a single run of `options`
+        self.label = label
 
     def __repr__(self) -> str:
         return "<hammer run options>"
+
+    def each(self) -> list[dict[str, Any]]:
+        """The options of every run it holds."""
+        if self.workloads is None:
+            return [self.options]
+        return [options for _, _, options in self.workloads]
 
 
 # ------------------------------------------------------------------ on the workers
@@ -176,12 +188,13 @@ def preflight(sealed: Sealed, shard: tuple[int, int]) -> dict[str, Any]:
 
     host = socket.gethostname()
     try:
-        config = configure(**sealed.options, shard=shard)
-        if isinstance(config, RunConfig):
-            loopback = config.unix_socket is not None or config.target.is_loopback
-            ensure_nofile(config.connections,
-                          float(config.rate_rps) if config.rate_rps is not None else None,
-                          churn=config.max_requests_per_conn == 1, loopback=loopback)
+        for options in sealed.each():
+            config = configure(**options, shard=shard)
+            if isinstance(config, RunConfig):
+                loopback = config.unix_socket is not None or config.target.is_loopback
+                ensure_nofile(config.connections,
+                              float(config.rate_rps) if config.rate_rps is not None else None,
+                              churn=config.max_requests_per_conn == 1, loopback=loopback)
     except ConfigError as exc:
         return {"host": host, "ok": False, "error": str(exc)}
     return {"host": host, "ok": True, "error": None}
@@ -197,8 +210,16 @@ def run_shard(sealed: Sealed, shard: tuple[int, int], start_epoch_s: float,
         # a task started this late is a re-run (its worker was lost): never send twice
         return {"refused": f"started {time.time() - start_epoch_s:.1f} s after the instant"}
     cpu0 = time.process_time()
-    report = run(**sealed.options, shard=shard, start_at=start_epoch_s)
-    data = report.to_dict()
+    if sealed.workloads is None:
+        data = run(**sealed.options, shard=shard, start_at=start_epoch_s).to_dict()
+    else:
+        from hammer.runner import configure
+        from hammer.workloads import Workload, run_workloads
+
+        workloads = [Workload(name=name, start_ns=start_ns,
+                              config=configure(**options, shard=shard))
+                     for name, start_ns, options in sealed.workloads]
+        data = run_workloads(workloads, sealed.label, start_at=start_epoch_s).to_dict()
     data["host"] = socket.gethostname()
     data["cpu_s"] = round(time.process_time() - cpu0, 6)
     return data
@@ -207,15 +228,33 @@ def run_shard(sealed: Sealed, shard: tuple[int, int], start_epoch_s: float,
 # ------------------------------------------------------------------ on the client
 
 def _planned_slots(sealed: Sealed, shard: tuple[int, int]) -> int | None:
-    """How many requests a shard's schedule holds (None: a closed loop's, unknown)."""
+    """How many requests a shard's schedules hold (None: a closed loop's, unknown)."""
     from hammer.runner import configure
 
-    config = configure(**sealed.options, shard=shard)
-    plan = config.plan
-    if not plan.open_loop:
-        return plan.requests
-    k, n = shard
-    return len(range(k - 1, plan.n_slots(), n))
+    total = 0
+    for options in sealed.each():
+        plan = configure(**options, shard=shard).plan
+        if not plan.open_loop:
+            if plan.requests is None:
+                return None
+            total += plan.requests
+        else:
+            k, n = shard
+            total += len(range(k - 1, plan.n_slots(), n))
+    return total
+
+
+def _budget_s(sealed: Sealed) -> float:
+    """How long the client waits for the shards' reports."""
+    from hammer.runner import configure
+
+    longest = 0.0
+    offsets = ([start_ns for _, start_ns, _ in sealed.workloads] if sealed.workloads
+               else [0])
+    for options, offset_ns in zip(sealed.each(), offsets, strict=True):
+        plan = configure(**options).plan
+        longest = max(longest, (offset_ns + (plan.duration_ns or 0) + plan.timeout_ns) / 1e9)
+    return START_LEAD_S + longest + WAIT_EXTRA_S
 
 
 def _wait_for_parts(client: Any, futures: list[Any], workers: list[str],
@@ -246,13 +285,26 @@ def run_on_cluster(options: Mapping[str, Any], client: Any,
     """Run the plan the options make (as hammer.run takes them) on every worker of the
     client's cluster, a shard each, and return the merged report (a dict). `timing`
     receives merge_s; `parts_out` the workers' own reports."""
+    return run_sealed(Sealed(options), client, timing=timing, parts_out=parts_out)
+
+
+def run_scenario_on_cluster(workloads: list[tuple[str, int, dict[str, Any]]], label: str,
+                            client: Any) -> dict[str, Any]:
+    """A scenario's workloads (name, start offset, options), each sharded over every
+    worker and run concurrently there; the merged total with `workloads` merged apart."""
+    return run_sealed(Sealed(workloads=workloads, label=label), client)
+
+
+def run_sealed(sealed: Sealed, client: Any, timing: dict[str, float] | None = None,
+               parts_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run what `sealed` holds on every worker, a shard each; the merged report."""
     from distributed import wait
 
     from hammer.results import add_lost_parts, merge_reports
     from hammer.runner import configure
 
-    sealed = Sealed(options)
-    whole = configure(**options)           # usage errors here, before any worker is asked
+    for options in sealed.each():
+        configure(**options)               # usage errors here, before any worker is asked
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         raise ClusterError("the Dask cluster has no workers")
@@ -283,9 +335,7 @@ def run_on_cluster(options: Mapping[str, Any], client: Any,
                              workers=[addr], allow_other_workers=False, pure=False,
                              retries=0)
                for shard, addr in zip(shards, workers, strict=True)]
-    plan = whole.plan
-    budget_s = (START_LEAD_S + (plan.duration_ns or 0) / 1e9 + plan.timeout_ns / 1e9
-                + WAIT_EXTRA_S)
+    budget_s = _budget_s(sealed)
     not_done = _wait_for_parts(client, futures, workers, budget_s)
     reports, names, lost = [], [], []
     for future, shard, addr in zip(futures, shards, workers, strict=True):
@@ -314,6 +364,11 @@ def run_on_cluster(options: Mapping[str, Any], client: Any,
             f"{p['worker']}: {p['reason']}" for p in lost))
     t0 = time.perf_counter()
     merged = merge_reports(reports, names)
+    if sealed.workloads is not None:
+        merged["workloads"] = {name: merge_reports([r["workloads"][name] for r in reports],
+                                                   names)
+                               for name, _, _ in sealed.workloads}
+        merged["time_series"] = []     # the workloads' seconds do not line up
     if lost:
         add_lost_parts(merged, lost)
     if timing is not None:
@@ -334,4 +389,4 @@ def run_cluster_report(cluster: Any, **options: Any) -> Any:
 
 
 __all__ = ["ClusterError", "ClusterSpec", "connect", "local_cluster", "parse_cluster",
-           "run_cluster_report", "run_on_cluster"]
+           "run_cluster_report", "run_on_cluster", "run_scenario_on_cluster", "run_sealed"]

@@ -8,6 +8,7 @@ HdrHistogram's hdr_add does), never averages of percentiles.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from hammer.metrics import Report, Totals, build_report
 from hammer.plan import NotHttp
 from hammer.runner import Interrupt, ProgressFn, _install_signals, run_async
+
+SETUP_LEAD_S = 0.5     # a workload with an agreed start is set up this long before it
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,10 @@ def total_of(reports: dict[str, Report], workloads: list[Workload], label: str,
 
 
 async def run_workloads_async(workloads: list[Workload], label: str, *,
-                              interrupt: Interrupt | None = None) -> ScenarioReport:
+                              interrupt: Interrupt | None = None,
+                              start_at: float | None = None) -> ScenarioReport:
+    """Every workload concurrently, each from its offset after now, or after the
+    wall-clock instant `start_at` (a sharded run's)."""
     from hammer.hammers.python import HammerConfig, run_python_hammer
 
     interrupt = interrupt or Interrupt()
@@ -135,13 +141,19 @@ async def run_workloads_async(workloads: list[Workload], label: str, *,
     installed = _install_signals(loop, interrupt)
 
     async def one(workload: Workload) -> Report:
-        if workload.start_ns:
+        at = None
+        if start_at is not None:
+            at = start_at + workload.start_ns / 1e9
+            # set up shortly before its instant, then start on it exactly
+            await asyncio.sleep(max(at - time.time() - SETUP_LEAD_S, 0.0))
+        elif workload.start_ns:
             await asyncio.sleep(workload.start_ns / 1e9)
         config = workload.config
         if isinstance(config, HammerConfig):
-            report: Report = await run_python_hammer(config, interrupt=interrupt)
+            report: Report = await run_python_hammer(config, interrupt=interrupt,
+                                                     start_at=at)
             return report
-        return await run_async(config, interrupt=interrupt)
+        return await run_async(config, interrupt=interrupt, start_at=at)
 
     try:
         results = await asyncio.gather(*(one(w) for w in workloads))
@@ -154,9 +166,10 @@ async def run_workloads_async(workloads: list[Workload], label: str, *,
 
 
 def run_workloads(workloads: list[Workload], label: str,
-                  progress: ProgressFn | None = None) -> ScenarioReport:
+                  progress: ProgressFn | None = None,
+                  start_at: float | None = None) -> ScenarioReport:
     """Run every workload concurrently; SIGINT/SIGTERM stop them all gracefully."""
     import uvloop
 
     del progress  # one progress line per workload would interleave; the reports say it
-    return uvloop.run(run_workloads_async(workloads, label))
+    return uvloop.run(run_workloads_async(workloads, label, start_at=start_at))

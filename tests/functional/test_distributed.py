@@ -255,11 +255,17 @@ def test_a_go_hammer_scenario_on_the_cluster(target_server: Any, tmp_path: Path)
     data = json.loads(out.read_text())
     assert data["counts"]["ok"] == 200 and len(data["parts"]) == 2
     assert server.wait_stats(requests=200)["responses"] == {"200": 200}
+    server.reset()
     two = tmp_path / "two.toml"
-    two.write_text(f'[scenarios.a]\nurl = "{server.url}"\nrate = 10\n'
-                   f'[scenarios.b]\nurl = "{server.url}"\nrate = 10\n')
-    refused = subprocess.run([sys.executable, "-m", "hammer", "run", "--scenario", str(two),
-                              "--cluster", "local:2"], capture_output=True, text=True,
-                             timeout=60)
-    assert refused.returncode == exitcodes.USAGE, refused.stderr
-    assert "does not run on a cluster yet" in refused.stderr
+    two.write_text(f'duration = "1s"\n[scenarios.a]\nurl = "{server.url}"\nrate = 100\n'
+                   f'[scenarios.b]\nurl = "{server.url}"\nrate = 50\nstart = "500ms"\n')
+    both = subprocess.run([sys.executable, "-m", "hammer", "run", "--scenario", str(two),
+                           "--cluster", "local:2", "--json", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert both.returncode in (exitcodes.OK, exitcodes.SATURATED), both.stderr
+    data = json.loads(out.read_text())
+    assert {name: w["counts"]["ok"] for name, w in data["workloads"].items()} == {
+        "a": 100, "b": 50}
+    assert data["counts"]["ok"] == 150 and len(data["parts"]) == 2
+    assert [len(w["parts"]) for w in data["workloads"].values()] == [2, 2]
+    assert server.wait_stats(requests=150)["responses"] == {"200": 150}
