@@ -251,7 +251,7 @@ def test_valid_options_do_reach_the_engine(engine: Recorder) -> None:
     assert config.connections == 2
     assert config.threads == 2
     assert kwargs == {"json_path": None, "quiet": True, "csv_path": None, "hlog_path": None,
-                      "html_path": None, "live_flag": None}
+                      "html_path": None, "live_flag": None, "cluster": None}
 
 
 # --------------------------------------------------------------------------- serve
