@@ -101,7 +101,8 @@ class Report:
             reasons.append(f"send-lag p90 {lag_p90:.2f} ms (p99 {lag_p99:.2f} ms) above "
                            f"{SEND_LAG_SATURATION_MS:g} ms")
         if self.counts.unsent:
-            reasons.append(f"{self.counts.unsent:,} requests never sent")
+            unsent = self.counts.unsent
+            reasons.append(f"{unsent:,} request{'s' if unsent != 1 else ''} never sent")
         if self.ring_full_waits:
             reasons.append(f"result ring full {self.ring_full_waits:,} times")
         return reasons

@@ -37,3 +37,14 @@ def test_the_note_names_the_figures_and_the_remedy() -> None:
     assert note.startswith("send-lag p99 2.50 ms while p90 is 0.050 ms: a few sends")
     assert "--spin 1ms" in note
     assert report(0.05, 2.5, open_loop=False).lag_note() is None
+
+
+def test_one_unsent_request_is_singular() -> None:
+    from hammer.metrics import Counts, Report
+
+    config = type("C", (), {"open_loop": True})()
+    report = Report(config=config, duration_s=1.0,
+                    counts=Counts(scheduled=2, sent=1, completed=1, ok=1, unsent=1),
+                    status={}, errors={}, latency_ms={}, latency_uncorrected_ms={},
+                    send_lag_ms={}, bytes_sent=0, bytes_received=0)
+    assert report.saturation() == ["1 request never sent"]
