@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # System packages the build and the tests need, installed only when missing (Debian/Ubuntu):
-# a C compiler and Python headers for the Cython core, make, nginx for the functional
-# tests, chromium for the HTML report's test (headless, offline), wrk for the benchmarks
-# (optional). Uses sudo when not root.
+# a C compiler and Python headers for the Cython core, make, nginx and mosquitto (the MQTT
+# broker) for the functional tests, chromium for the HTML report's test (headless,
+# offline), wrk for the benchmarks (optional). Uses sudo when not root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -13,6 +13,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have nginx || missing+=(nginx-light)
 have chromium || missing+=(chromium)
+have mosquitto || missing+=(mosquitto)
 have make || missing+=(make)
 have gcc || missing+=(gcc)
 [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)   # TLS in the core

@@ -143,6 +143,31 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
 
 
 @pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Factory: ``mosquitto(anonymous=True)`` starts a broker on a free 127.0.0.1 port
+    (tests/mqttpeer.Broker: ``.url``, ``.port``, ``.stop()``). Skips when mosquitto is
+    missing, fails under CI=true."""
+    from mqttpeer import Broker, find_mosquitto
+
+    binary = find_mosquitto()
+    if binary is None:
+        if _in_ci():
+            pytest.fail("mosquitto is not installed, and CI=true requires it")
+        pytest.skip("mosquitto is not installed")
+    started: list[Broker] = []
+
+    def factory(anonymous: bool = True) -> Broker:
+        assert binary is not None
+        broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), anonymous=anonymous)
+        started.append(broker)
+        return broker
+
+    yield factory
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture
 def unused_port() -> int:
     """A 127.0.0.1 port with nothing listening (connections to it are refused)."""
     return free_port()

@@ -166,7 +166,8 @@ class Engine:
         *,
         schedule: dict[str, object],
         target: dict[str, object],
-        http: dict[str, object],
+        http: dict[str, object] | None = ...,
+        mqtt: dict[str, object] | None = ...,
         ring_capacity: int = ...,
     ) -> None: ...
     def start(self) -> None: ...

@@ -115,6 +115,24 @@ def main() -> None:
               help="Run shard K of N of this plan (slots K-1, K-1+N, ...; -c and a closed "
                    "loop's -n split too): N hosts together send the whole plan, and "
                    "`hammer report` merges their JSON reports exactly.")
+@click.option("--qos", default=None, type=click.Choice(["0", "1", "2"]),
+              help="mqtt:// URLs: the PUBLISH QoS (default 1). QoS 1 is done at its PUBACK, "
+                   "QoS 2 at its PUBCOMP, QoS 0 when written.")
+@click.option("--payload", default=None, metavar="TEXT", help="mqtt://: the message.")
+@click.option("--payload-file", default=None, metavar="PATH",
+              help="mqtt://: the message, from a file.")
+@click.option("--payload-size", default=None, metavar="SIZE",
+              help="mqtt://: a message of this many bytes (default 64).")
+@click.option("--retain", is_flag=True, help="mqtt://: publish with the retain flag.")
+@click.option("--client-id-prefix", default=None, metavar="TEXT",
+              help="mqtt://: client ids are PREFIX-THREAD-CONNECTION (default: "
+                   "hammer-PID-RANDOM, unique per run).")
+@click.option("--keepalive", default=None, metavar="D",
+              help="mqtt://: the session keep-alive the broker enforces (default 0: none).")
+@click.option("--username", default=None, metavar="NAME",
+              help="mqtt://: user name (or user@ in the URL).")
+@click.option("--password", default=None, metavar="TEXT",
+              help="mqtt://: password (or user:password@ in the URL); never shown.")
 @click.option("--cluster", "cluster", default=None, metavar="SPEC",
               help="Run the plan sharded over a Dask cluster, a shard per worker, and merge "
                    "the reports: tls://HOST:PORT, tcp://127.0.0.1:PORT, or local:N (N worker "

@@ -144,6 +144,10 @@ class RunConfig(PlanView):
             "tls": self.tls.for_core(self.target) if self.tls is not None else None,
         }
 
+    def core_kind(self) -> dict[str, dict[str, object]]:
+        """The request kind's part of the core's Engine arguments (http= here)."""
+        return {"http": self.core_http()}
+
     def core_http(self) -> dict[str, object]:
         """What to send, as the core's Engine takes it (its `http`)."""
         return {

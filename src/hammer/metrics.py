@@ -311,6 +311,14 @@ def _target_rows(config: Any, breakdown: list[dict[str, Any]]) -> list[dict[str,
             for (method, url), stats in zip(labels, breakdown, strict=False)]
 
 
+def _named_statuses(config: Any, status: dict[str, int]) -> dict[str, int]:
+    """Status codes as the kind names them (MQTT: status 0 is PUBACK, ...)."""
+    names = getattr(config, "status_names", None)
+    if not names:
+        return status
+    return {names.get(code, code): n for code, n in status.items()}
+
+
 def build_report(config: Any, totals: Totals, interrupted: str | None = None) -> Report:
     """A Report from a run's config (RunConfig or a hammer's) and its totals."""
     agg = totals.aggregator
@@ -329,7 +337,7 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
         config=config,
         duration_s=duration_s,
         counts=counts,
-        status=agg.status(),
+        status=_named_statuses(config, agg.status()),
         errors=agg.error_classes(),
         latency_ms=agg.latency.summary_ms(),
         latency_uncorrected_ms=agg.latency_uncorrected.summary_ms(),

@@ -143,13 +143,17 @@ def _status_sort_key(item: tuple[str, Any]) -> tuple[int, str]:
     return (int(code), code) if code.isdigit() else (10**9, code)
 
 
+CONNECTION_KINDS = ("http", "mqtt")    # kinds whose concurrency is connections
+
+
 def _header(report: Mapping[str, Any]) -> list[str]:
     mode = report.get("mode")
+    by_connection = report.get("kind", "http") in CONNECTION_KINDS
     rate = _mapping(report.get("rate"))
     target_rps = _num(rate.get("target_rps"))
     if mode == "closed":
         what = (f"closed loop, {_plural(report.get('connections'), 'connection')}"
-                if report.get("kind", "http") == "http"
+                if by_connection
                 else f"closed loop, {_count(report.get('connections'))} in flight")
     elif target_rps is None:
         what = f"{mode or 'open'} loop"
@@ -169,11 +173,10 @@ def _header(report: Mapping[str, Any]) -> list[str]:
             f"{head}{method}",
             prefix + _shorten(target, MAX_WIDTH - len(prefix)),
         ]
-    concurrency = (_plural(report.get("connections"), "connection")
-                   if report.get("kind", "http") == "http"
+    concurrency = (_plural(report.get("connections"), "connection") if by_connection
                    else f"{_count(report.get('connections'))} in flight at most")
-    threads = (f"{_plural(report.get('threads'), 'thread')}, "
-               if report.get("kind", "http") == "http" else "")
+    threads = f"{_plural(report.get('threads'), 'thread')}, " if by_connection else ""
+
     pacing = _mapping(report.get("pacing"))
     extra = ""
     if pacing.get("mode") == "exact":
@@ -281,6 +284,7 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines += _tls_lines(report)
     lines += _slo_lines(report)
     lines += _hammer_lines(report)
+    lines += _mqtt_lines(report)
     lines += _targets_table(report)
     lines += _time_series_table(report)
     lines += _parts_table(report)
@@ -343,6 +347,21 @@ def _hammer_lines(report: Mapping[str, Any]) -> list[str]:
         last = str(sample.get("traceback", "")).strip().splitlines()[-1:] or ["-"]
         lines.extend(_wrapped("  first error ", f"slot {sample.get('slot')}: {last[0]}"))
     return lines
+
+
+def _mqtt_lines(report: Mapping[str, Any]) -> list[str]:
+    """An MQTT run: what a message was and when it counted as done."""
+    mqtt = _mapping(report.get("hammer"))
+    if mqtt.get("kind") != "mqtt":
+        return []
+    items = [f"MQTT {mqtt.get('protocol')}, QoS {mqtt.get('qos')}",
+             f"{_count(mqtt.get('payload_bytes'))}-byte payload"
+             + (", retained" if mqtt.get("retain") else ""),
+             f"topic {mqtt.get('topic')}",
+             f"{_count(mqtt.get('in_flight_per_connection'))} in flight per connection",
+             str(mqtt.get("writes"))]
+    return _section("mqtt", items, sep="   ") + _wrapped("  done at     ",
+                                                      str(mqtt.get("done_at")))
 
 
 def _targets_table(report: Mapping[str, Any]) -> list[str]:

@@ -101,7 +101,7 @@ def _engine_for(config: RunConfig, *, ring_capacity: int = RING_CAPACITY) -> Any
     schedule = plan.core_schedule(connections=config.connections,
                                   batch_sched=plan.threads > usable_cpus())
     return _core.Engine(schedule=schedule, target=config.core_target(),
-                        http=config.core_http(), ring_capacity=ring_capacity)
+                        ring_capacity=ring_capacity, **config.core_kind())
 
 
 async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
@@ -219,10 +219,18 @@ def configure(url: str | None = None, *, hammer: Any = None,
     kind unless `hammer` names another (a Hammer instance or class, `module:Class`, or
     an installed entry point)."""
     from hammer.hammers import is_http, make_hammer
+    from hammer.mqtt import MQTT_OPTIONS, is_mqtt_url, mqtt_config_from_options, mqtt_secrets
     from hammer.slo import parse_slos
 
     secrets = tuple(options.pop("secrets", ()))
     slos = parse_slos(options.pop("slo", None))
+    if hammer is None and is_mqtt_url(url):
+        assert url is not None
+        return dataclasses.replace(mqtt_config_from_options(url, options), slos=slos,
+                                   secrets=secrets + mqtt_secrets(url, options))
+    mqtt_only = sorted(k for k in options if k in MQTT_OPTIONS)
+    if mqtt_only:
+        raise ConfigError(f"--{mqtt_only[0].replace('_', '-')} is for mqtt:// URLs")
     if hammer is None or (isinstance(hammer, str) and is_http(hammer)):
         if hammer_config is not None:
             raise ConfigError("--hammer-config is for Python hammers; the HTTP kind takes "

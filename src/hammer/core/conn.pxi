@@ -7,9 +7,11 @@
 # Per-protocol state, one member per protocol (each protocol's *.pxi defines its structs)
 cdef union ProtoWorker:
     HttpWorker http
+    MqttWorker mqtt
 
 cdef union ProtoConn:
     HttpConn http
+    MqttConn mqtt
 
 
 cdef enum:  # connection states
@@ -21,6 +23,7 @@ cdef enum:  # connection states
                        # waiting for its FIN, so the server closes first and holds the
                        # TIME_WAIT, not us
     CS_HANDSHAKE = 5   # TCP connected, TLS handshake under way
+    CS_SESSION = 6     # connected: the protocol's session is being opened (MQTT CONNACK)
 
 
 cdef struct Conn:
@@ -42,6 +45,7 @@ cdef struct Conn:
     uint8_t late
     uint8_t got_bytes        # a byte of the response arrived
     uint8_t ended_in_error   # closed by conn_fail: do not keep its TLS session
+    uint8_t session_open     # the protocol's session is open on this socket
     char *carry              # the bytes of a partial frame, kept for the next read
     uint32_t carry_len
     uint32_t carry_cap
@@ -197,7 +201,11 @@ cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
         return
     if c.wpos < c.wlen:
         set_mask(w, c, EPOLLIN | EPOLLOUT)  # wait until writable
-    elif c.epoll_mask != EPOLLIN:
+        return
+    if w.proto_hooks.written != NULL and \
+            w.proto_hooks.written(w, c, clock_ns()) == PROTO_DONE:
+        return
+    if c.epoll_mask != EPOLLIN:
         set_mask(w, c, EPOLLIN)
 
 
@@ -211,6 +219,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.carry_len = 0
     c.served = 0
     c.got_bytes = 0
+    c.session_open = 0
     c.deadline_ns = now + w.connect_timeout_ns
     c.setup_start_ns = now
     if c.fd < 0:
@@ -250,8 +259,44 @@ cdef void conn_connected(Worker *w, Conn *c, int64_t now) noexcept nogil:
     conn_ready(w, c, now)
 
 
+cdef inline bint conn_setting_up(Conn *c) noexcept nogil:
+    """Connecting, in its TLS handshake, or opening the protocol's session."""
+    return c.state == CS_CONNECTING or c.state == CS_HANDSHAKE or c.state == CS_SESSION
+
+
+cdef int conn_write_all(Worker *w, Conn *c, const char *buf, size_t n) noexcept nogil:
+    """Write a protocol's small control packet (MQTT CONNECT, PUBREL) at once: 0, or
+    -(error class) when it could not go whole."""
+    cdef ssize_t r
+    if c.ssl != NULL:
+        ERR_clear_error()
+        r = SSL_write(c.ssl, buf, <int>n)
+        if r != <ssize_t>n:
+            return -ERR_TLS
+    else:
+        r = send(c.fd, buf, n, MSG_NOSIGNAL)
+        if r < 0:
+            return -<int>classify_io_errno(c, errno)
+        if r != <ssize_t>n:
+            return -ERR_SOCKET_ERROR
+    counter_add(&w.bytes_out, <uint64_t>n)
+    return 0
+
+
 cdef void conn_ready(Worker *w, Conn *c, int64_t now) noexcept nogil:
-    """Connected (and through the TLS handshake): send the waiting request, or idle."""
+    """Connected (and through the TLS handshake, and the protocol's session): send the
+    waiting request, or idle."""
+    cdef int r
+    if not c.session_open and w.proto_hooks.session_start != NULL:
+        r = w.proto_hooks.session_start(w, c, now)
+        if r < 0:
+            conn_fail(w, c, <uint8_t>(-r), now)
+            return
+        if r > 0:
+            c.state = CS_SESSION
+            set_mask(w, c, EPOLLIN)
+            return
+    c.session_open = 1
     if c.has_request:
         c.wpos = 0
         conn_send(w, c)
@@ -279,6 +324,37 @@ cdef void conn_save_carry(Worker *w, Conn *c, const char *p, size_t n,
         c.carry_cap = cap
     memmove(c.carry, p, n)
     c.carry_len = <uint32_t>n
+
+
+cdef void conn_session_read(Worker *w, Conn *c, ssize_t n, size_t off,
+                            int64_t now) noexcept nogil:
+    """What arrived while the protocol's session was being opened (n >= 0 bytes read
+    after `off` carried ones)."""
+    cdef size_t used = 0
+    cdef int r
+    if n == 0:
+        if c.has_request:
+            conn_fail(w, c, ERR_CLOSED_BEFORE_RESPONSE, now)
+        else:
+            conn_close(w, c)
+        return
+    counter_add(&w.bytes_in, <uint64_t>n)
+    n += <ssize_t>off
+    r = w.proto_hooks.session_bytes(w, c, w.rbuf, <size_t>n, &used, now)
+    if r == PROTO_MORE:
+        if used < <size_t>n:
+            conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
+    elif r < 0:
+        if c.has_request:
+            conn_fail(w, c, <uint8_t>(-r), now)
+        else:
+            # opened ahead, with no request on it: closed; a request that reopens it
+            # meets the refusal itself and counts it
+            c.ended_in_error = 1
+            conn_close(w, c)
+    else:
+        c.session_open = 1
+        conn_ready(w, c, now)
 
 
 cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
@@ -313,6 +389,9 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
                 conn_save_carry(w, c, w.rbuf, off, now)
             return
         conn_fail(w, c, classify_io_errno(c, errno), now)
+        return
+    if c.state == CS_SESSION:
+        conn_session_read(w, c, n, off, now)
         return
     if n == 0:
         if c.state != CS_BUSY or not c.has_request:

@@ -24,6 +24,8 @@ cdef class Engine:
     cdef readonly int64_t start_ns
     cdef bint started
     cdef int _wake_fd
+    cdef bint is_mqtt             # the MQTT kind (else HTTP)
+    cdef list mqtt_objects        # keeps the bytes behind the workers' MQTT pointers alive
 
     def __cinit__(self):
         self._wake_fd = -1
@@ -32,7 +34,7 @@ cdef class Engine:
         self.requests = NULL
         self.ssl_ctx = NULL
 
-    def __init__(self, *, dict schedule, dict target, dict http,
+    def __init__(self, *, dict schedule, dict target, dict http=None, dict mqtt=None,
                  int ring_capacity=RING_CAPACITY_DEFAULT):
         """When, where and what, apart (Plan.core_schedule(), RunConfig.core_target()
         and .core_http() build them):
@@ -51,7 +53,9 @@ cdef class Engine:
         http: requests [(keep_alive_bytes, close_bytes, is_head)], one per target;
         random_order; max_per_conn (requests per connection, the last asking the server
         to close; 1: a new connection per request; 0: no cap); ok_statuses (None:
-        200..399; see Aggregator)."""
+        200..399; see Aggregator).
+        mqtt (instead of http): qos, retain, topic (bytes; b"{slot}" in it becomes the
+        slot), payload, client_prefix, username and password (None: none), keepalive_s."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
         self.trace = schedule.get("trace")
@@ -75,14 +79,22 @@ cdef class Engine:
         cdef str unix_path = target["unix_path"]
         cdef int64_t connect_timeout_ns = target["connect_timeout_ns"]
         cdef dict tls = target["tls"]
+        if (http is None) == (mqtt is None):
+            raise ValueError("give one request kind: http= or mqtt=")
+        self.is_mqtt = mqtt is not None
+        http = http or {"requests": [(b"", b"", False)], "random_order": False,
+                        "max_per_conn": 0, "ok_statuses": None}
         cdef list requests = http["requests"]
         cdef bint random_order = http["random_order"]
         cdef int64_t max_per_conn = http["max_per_conn"]
-        ok_statuses = http["ok_statuses"]
+        ok_statuses = http["ok_statuses"] if mqtt is None else [0]
         slot_targets = http.get("slot_targets")
         if slot_targets is not None:
             self.slot_targets = slot_targets
-        cdef int32_t i
+        cdef size_t mqtt_buf = 0
+        if mqtt is not None:
+            mqtt_buf = self._mqtt_setup(mqtt)
+        cdef int32_t i, j
         cdef Worker *w
         cdef int64_t per, extra
         cdef sockaddr_storage addr
@@ -149,7 +161,9 @@ cdef class Engine:
             # plain TCP (stamps need a socket read, not TLS or a Unix socket), open loop
             # with a quantum
             w.defer_reads = (w.open_loop and quantum_ns > 0 and tls is None
-                             and unix_path is None)
+                             and unix_path is None
+                             # MQTT QoS 2 answers PUBREC at once: its reads cannot wait
+                             and not (self.is_mqtt and mqtt["qos"] == 2))
             w.batch_sched = batch_sched and not w.open_loop
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads
@@ -157,15 +171,18 @@ cdef class Engine:
                 w.request_budget = per + extra
             else:
                 w.request_budget = -1
-            w.proto_hooks = HTTP_HOOKS
-            w.proto.http.requests = self.requests
-            w.proto.http.n_requests = self.n_requests
-            w.proto.http.random_order = random_order
-            w.proto.http.rng = (seed + <uint64_t>i * 0x9E3779B97F4A7C15ULL) | 1
-            w.proto.http.max_per_conn = max_per_conn
-            if slot_targets is not None and self.slot_targets.shape[0] > 0:
-                w.proto.http.slot_targets = &self.slot_targets[0]
-                w.proto.http.n_slot_targets = self.slot_targets.shape[0]
+            if self.is_mqtt:
+                self._mqtt_worker(w, i)
+            w.proto_hooks = MQTT_HOOKS if self.is_mqtt else HTTP_HOOKS
+            if not self.is_mqtt:
+                w.proto.http.requests = self.requests
+                w.proto.http.n_requests = self.n_requests
+                w.proto.http.random_order = random_order
+                w.proto.http.rng = (seed + <uint64_t>i * 0x9E3779B97F4A7C15ULL) | 1
+                w.proto.http.max_per_conn = max_per_conn
+                if slot_targets is not None and self.slot_targets.shape[0] > 0:
+                    w.proto.http.slot_targets = &self.slot_targets[0]
+                    w.proto.http.n_slot_targets = self.slot_targets.shape[0]
             if hist_init(&w.connect_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0 or \
                     hist_init(&w.tls.handshake_hist, HIST_HIGHEST, HIST_SIGFIGS) != 0:
                 raise MemoryError()
@@ -186,6 +203,11 @@ cdef class Engine:
             w.epfd = epoll_create1(EPOLL_CLOEXEC)
             if w.conns == NULL or w.rbuf == NULL or ring_init(&w.ring, ring_capacity) != 0:
                 raise MemoryError()
+            if self.is_mqtt:
+                for j in range(w.n_conns):
+                    w.conns[j].proto.mqtt.buf = <char *>malloc(mqtt_buf)
+                    if w.conns[j].proto.mqtt.buf == NULL:
+                        raise MemoryError()
             if w.epfd < 0:
                 raise OSError(errno, "epoll_create1 failed")
 
@@ -204,6 +226,8 @@ cdef class Engine:
             if w.conns != NULL:
                 for j in range(w.n_conns):
                     free(w.conns[j].carry)
+                    if self.is_mqtt:
+                        free(w.conns[j].proto.mqtt.buf)
                 free(w.conns)
             free(w.rbuf)
             ring_free(&w.ring)
@@ -216,6 +240,47 @@ cdef class Engine:
         free(self.workers)
         if self.ssl_ctx != NULL:
             SSL_CTX_free(self.ssl_ctx)
+
+    cdef size_t _mqtt_setup(self, dict mqtt) except 0:
+        """Keep the MQTT settings' bytes alive; the size of a connection's buffer."""
+        topic = bytes(mqtt["topic"])
+        head, sep, tail = topic.partition(b"{slot}")
+        payload = bytes(mqtt["payload"])
+        prefix = bytes(mqtt["client_prefix"])
+        username, password = mqtt.get("username"), mqtt.get("password")
+        if not topic or len(topic) > 65000 or len(payload) > 256 * 1024 * 1024:
+            raise ValueError("MQTT topic of 1 to 65,000 bytes, payload up to 256 MiB")
+        if mqtt["qos"] not in (0, 1, 2):
+            raise ValueError("MQTT QoS is 0, 1 or 2")
+        self.mqtt_objects = [mqtt["qos"], bool(mqtt.get("retain")), head, tail, bool(sep),
+                             payload, prefix,
+                             bytes(username) if username is not None else None,
+                             bytes(password) if password is not None else None,
+                             int(mqtt.get("keepalive_s", 0))]
+        return mqtt_buf_bytes(len(topic), len(payload), len(prefix),
+                              len(username or b""), len(password or b""))
+
+    cdef void _mqtt_worker(self, Worker *w, int32_t index):
+        cdef MqttWorker *m = &w.proto.mqtt
+        qos, retain, head, tail, has_slot, payload, prefix, username, password, keepalive = \
+            self.mqtt_objects
+        m.qos = qos
+        m.retain = retain
+        m.topic_head = <const char *>head
+        m.topic_head_len = len(head)
+        m.topic_tail = <const char *>tail
+        m.topic_tail_len = len(tail)
+        m.topic_has_slot = has_slot
+        m.payload = <const char *>payload
+        m.payload_len = len(payload)
+        m.client_prefix = <const char *>prefix
+        m.client_prefix_len = len(prefix)
+        m.username = <const char *>username if username is not None else NULL
+        m.username_len = len(username) if username is not None else 0
+        m.password = <const char *>password if password is not None else NULL
+        m.password_len = len(password) if password is not None else 0
+        m.keepalive_s = keepalive
+        m.worker_index = index
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]

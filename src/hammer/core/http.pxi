@@ -113,3 +113,6 @@ HTTP_HOOKS.prepare = http_prepare
 HTTP_HOOKS.begin = http_begin
 HTTP_HOOKS.on_bytes = http_on_bytes
 HTTP_HOOKS.on_eof = http_on_eof
+HTTP_HOOKS.session_start = NULL
+HTTP_HOOKS.session_bytes = NULL
+HTTP_HOOKS.written = NULL

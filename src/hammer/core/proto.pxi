@@ -29,13 +29,15 @@ cpdef enum ErrorClass:  # error classes; ERROR_NAMES[code] is the member's name 
     ERR_SOCKET_ERROR = 12
     ERR_CANCELLED = 13
     ERR_TLS = 14
-    ERR_COUNT = 15        # the core's classes; Aggregator.register_error adds others
+    # a session protocol's (MQTT)
+    ERR_REFUSED = 15      # the server refused the session (MQTT CONNACK return code)
+    ERR_COUNT = 16        # the core's classes; Aggregator.register_error adds others
     ERR_OTHER = 255       # the shared code of registered names past the 255th: "other"
 
 ERROR_NAMES = (
     None, "connect_refused", "connect_error", "connect_timeout", "timeout", "reset",
     "closed_before_response", "keepalive_closed", "truncated_headers", "truncated_body",
-    "protocol_error", "headers_too_large", "socket_error", "cancelled", "tls",
+    "protocol_error", "headers_too_large", "socket_error", "cancelled", "tls", "refused",
 )
 
 
@@ -55,6 +57,16 @@ ctypedef int (*proto_on_bytes_fn)(Worker *w, Conn *c, const char *buf, size_t n,
                                   size_t *used, int64_t now) noexcept nogil
 # on_eof: the peer closed the stream while the request was in flight.
 ctypedef int (*proto_on_eof_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+# Optional (NULL: none). session_start: a connection is up (and through TLS): open the
+#   protocol's session (MQTT CONNECT); 1 when an answer is awaited (the connection waits
+#   in CS_SESSION), 0 when none is needed, < 0 -(error class).
+ctypedef int (*proto_session_start_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+# session_bytes: bytes arrived in CS_SESSION: PROTO_DONE once the session is open.
+ctypedef int (*proto_session_bytes_fn)(Worker *w, Conn *c, const char *buf, size_t n,
+                                       size_t *used, int64_t now) noexcept nogil
+# written: the request's last byte was written; PROTO_DONE when that completes it (MQTT
+#   QoS 0: the hook recorded it and idled the connection), PROTO_MORE to await an answer.
+ctypedef int (*proto_written_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
 
 
 cdef struct ProtoHooks:
@@ -62,3 +74,6 @@ cdef struct ProtoHooks:
     proto_begin_fn begin
     proto_on_bytes_fn on_bytes
     proto_on_eof_fn on_eof
+    proto_session_start_fn session_start
+    proto_session_bytes_fn session_bytes
+    proto_written_fn written

@@ -186,12 +186,11 @@ cdef void sweep_timeouts(Worker *w, int64_t now) noexcept nogil:
     for i in range(w.n_conns):
         c = &w.conns[i]
         if c.has_request and now >= c.deadline_ns:
-            if c.state == CS_CONNECTING or c.state == CS_HANDSHAKE:
+            if conn_setting_up(c):
                 conn_fail(w, c, ERR_CONNECT_TIMEOUT, now)
             else:
                 conn_fail(w, c, ERR_TIMEOUT, now)
-        elif ((c.state == CS_CONNECTING or c.state == CS_HANDSHAKE) and not c.has_request
-              and now >= c.deadline_ns):
+        elif conn_setting_up(c) and not c.has_request and now >= c.deadline_ns:
             conn_close(w, c)
         elif c.state == CS_AWAIT_FIN and now >= c.deadline_ns:
             conn_close(w, c)  # the server never closed: close from our side
@@ -273,7 +272,7 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
     for i in range(w.n_conns):
         c = pop_unopened(w)
         conn_connect(w, c, now)
-        if c.state == CS_CONNECTING:
+        if conn_setting_up(c):
             connecting += 1
     set_timespec(&ts, CONNECT_POLL_NS)
     while connecting > 0 and now < deadline and hm_load_relaxed(w.stop_level) == STOP_NONE:
@@ -287,9 +286,11 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
                 conn_connected(w, c, now)
             elif c.state == CS_HANDSHAKE:
                 tls_step(w, c)
+            elif c.state == CS_SESSION:
+                conn_readable(w, c)
         connecting = 0
         for i in range(w.n_conns):
-            if w.conns[i].state == CS_CONNECTING or w.conns[i].state == CS_HANDSHAKE:
+            if conn_setting_up(&w.conns[i]):
                 connecting += 1
 
 

@@ -1,0 +1,259 @@
+"""The MQTT kind: `hammer run mqtt://HOST:PORT/TOPIC`, a PUBLISH per request.
+
+The core sends it (core/mqtt.pxi): each connection opens an MQTT 3.1.1 session (CONNECT,
+clean session, a unique client id), then publishes one message at a time. A QoS 1
+message is done when its PUBACK arrives, a QoS 2 message when its PUBCOMP does (after
+PUBREC and PUBREL); both are measured from the intended send time like an HTTP request.
+A QoS 0 message has no answer: it is counted when written, and the report says so. The
+plan (rate, duration, connections, threads) is the same as HTTP's.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from hammer.config import RunConfig, Target, TlsOptions, _ip, _resolve
+from hammer.errors import ConfigError
+from hammer.plan import make_plan
+from hammer.units import parse_size
+
+SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+DEFAULT_CONNECTIONS = 10
+DEFAULT_PAYLOAD_BYTES = 64
+MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
+MAX_TOPIC_BYTES = 65_000
+SLOT = "{slot}"
+
+
+def is_mqtt_url(url: str | None) -> bool:
+    return url is not None and url.split("://", 1)[0].lower() in SCHEMES
+
+
+@dataclass(frozen=True)
+class MqttConfig(RunConfig):
+    """A run of the core's MQTT kind: the plan (when) and the PUBLISH (what)."""
+
+    qos: int = 1
+    topic: str = ""
+    payload: bytes = field(default=b"", repr=False)
+    retain: bool = False
+    client_prefix: str = ""
+    keepalive_s: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    kind = "mqtt"
+
+    @property
+    def status_names(self) -> dict[str, str]:
+        """How the report names the core's status 0 (a message done)."""
+        return {"0": {0: "written", 1: "PUBACK", 2: "PUBCOMP"}[self.qos]}
+
+    @property
+    def label(self) -> str:
+        return self.target.url
+
+    @property
+    def keepalive(self) -> bool:
+        return True
+
+    def core_kind(self) -> dict[str, dict[str, object]]:
+        """What to send, as the core's Engine takes it (its `mqtt`)."""
+        return {"mqtt": {
+            "qos": self.qos,
+            "retain": self.retain,
+            "topic": self.topic.encode(),
+            "payload": self.payload,
+            "client_prefix": self.client_prefix.encode(),
+            "username": self.username.encode() if self.username is not None else None,
+            "password": self.password.encode() if self.password is not None else None,
+            "keepalive_s": self.keepalive_s,
+        }}
+
+    def report_fields(self) -> dict[str, object]:
+        return {
+            "kind": "mqtt",
+            "protocol": "3.1.1",
+            "qos": self.qos,
+            "topic": self.topic,
+            "payload_bytes": len(self.payload),
+            "retain": self.retain,
+            "client_id_prefix": self.client_prefix,
+            "in_flight_per_connection": 1,
+            "done_at": {0: "written (QoS 0 has no answer: its latency is the send lag)",
+                        1: "PUBACK", 2: "PUBCOMP"}[self.qos],
+            "writes": "one packet per write",
+        }
+
+
+def _payload(payload: str | None, payload_file: str | None, size: str | int | None) -> bytes:
+    given = [x for x in (payload, payload_file, size) if x is not None]
+    if len(given) > 1:
+        raise ConfigError("give one of --payload, --payload-file and --payload-size")
+    if payload is not None:
+        data = payload.encode()
+    elif payload_file is not None:
+        try:
+            with open(payload_file, "rb") as f:
+                data = f.read(MAX_PAYLOAD_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read payload file {payload_file!r}: "
+                              f"{exc.strerror or exc}") from None
+    else:
+        try:
+            n = DEFAULT_PAYLOAD_BYTES if size is None else (
+                size if isinstance(size, int) else parse_size(size))
+        except ValueError as exc:
+            raise ConfigError(f"--payload-size: {exc}") from None
+        if n < 0:
+            raise ConfigError("--payload-size must be 0 or more")
+        data = bytes(48 + i % 10 for i in range(min(n, MAX_PAYLOAD_BYTES + 1)))
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ConfigError("an MQTT payload is at most 256 MiB")
+    return data
+
+
+def make_mqtt_target(url: str) -> tuple[Target, str, str | None, str | None]:
+    """The broker (resolved once), the topic, and the URL's user and password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host:
+        raise ConfigError("invalid URL: no broker host (use mqtt://HOST:PORT/TOPIC)")
+    topic = unquote(parts.path.lstrip("/"))
+    if not topic:
+        raise ConfigError("no topic: give it as the URL's path, mqtt://HOST:PORT/TOPIC")
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        raise ConfigError("the topic is too long")
+    if any(c in topic for c in "+#\0"):
+        raise ConfigError(f"topic {topic!r}: a PUBLISH topic has no wildcards (+, #)")
+    port = port or SCHEMES[scheme]
+    shown_host = f"[{host}]" if ":" in host else host
+    netloc = f"{shown_host}:{port}"
+    target = Target(url=f"{scheme}://{netloc}/{parts.path.lstrip('/')}", scheme=scheme,
+                    host=host, port=port, path="/" + topic, address=_resolve(host, port),
+                    host_header=netloc)
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return target, topic, user, password
+
+
+def make_mqtt_config(
+    url: str,
+    *,
+    rate: str | float | int | Fraction | None = None,
+    connections: str | int | None = None,
+    threads: str | int = 1,
+    duration: str | float | int | None = None,
+    requests: str | int | None = None,
+    timeout: str | float | int = "10s",
+    spin: str | float | int | None = None,
+    pacing: str | None = None,
+    seed: int = 1,
+    arrivals: str = "uniform",
+    connect_timeout: str | float | int | None = None,
+    shard: str | tuple[int, int] | None = None,
+    qos: int | str = 1,
+    payload: str | None = None,
+    payload_file: str | None = None,
+    payload_size: str | int | None = None,
+    retain: bool = False,
+    client_id_prefix: str | None = None,
+    keepalive: str | int | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    insecure: bool = False,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    sni: str | None = None,
+) -> MqttConfig:
+    """Validate the options of an MQTT run into an MqttConfig (ConfigError: one line)."""
+    from hammer.config import _tls
+    from hammer.plan import as_ns
+
+    try:
+        qos_n = int(qos)
+    except ValueError:
+        qos_n = -1
+    if qos_n not in (0, 1, 2):
+        raise ConfigError(f"--qos {qos!r}: 0, 1 or 2")
+    plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
+                     concurrency=connections, threads=threads, timeout=timeout, spin=spin,
+                     pacing=pacing, seed=seed, shard=shard)
+    if qos_n == 0 and not plan.open_loop:
+        raise ConfigError("QoS 0 needs a rate (-r): nothing answers a QoS 0 message, so "
+                          "there is no closed loop to keep")
+    n_conns = plan.concurrency or max(DEFAULT_CONNECTIONS, plan.threads)
+    if n_conns < plan.threads:
+        raise ConfigError(f"connections ({n_conns}) must be at least threads "
+                          f"({plan.threads}): each thread needs one")
+    target, topic, url_user, url_password = make_mqtt_target(url)
+    http_target = Target(url=target.url, scheme="https" if target.scheme == "mqtts" else "x",
+                         host=target.host, port=target.port, path=target.path,
+                         address=target.address, host_header=target.host_header)
+    tls: TlsOptions | None = _tls(http_target, insecure, cacert, cert, key, sni)
+    keepalive_s = 0
+    if keepalive is not None:
+        keepalive_ns = as_ns(keepalive, "keepalive", allow_zero=True) or 0
+        keepalive_s = keepalive_ns // 1_000_000_000
+        if keepalive_s > 65_535:
+            raise ConfigError("--keepalive is at most 65535s (18h12m15s)")
+    prefix = client_id_prefix if client_id_prefix is not None else \
+        f"hammer-{os.getpid()}-{secrets.token_hex(3)}"
+    if len(prefix.encode()) > 200:
+        raise ConfigError("--client-id-prefix is too long (at most 200 bytes)")
+    user = username if username is not None else url_user
+    pw = password if password is not None else url_password
+    if pw is not None and user is None:
+        raise ConfigError("an MQTT password needs a user name")
+    if _ip(target.address) is None:
+        raise ConfigError(f"cannot resolve host {target.host!r}")
+    return MqttConfig(
+        target=target, plan=plan.with_concurrency(n_conns), method=f"PUBLISH qos{qos_n}",
+        connect_timeout_ns=as_ns(connect_timeout, "connect-timeout"), tls=tls,
+        ok_statuses=frozenset({0}),
+        group_labels=((f"PUBLISH qos{qos_n}", target.url),),
+        secrets=tuple(s for s in (pw,) if s),
+        qos=qos_n, topic=topic, payload=_payload(payload, payload_file, payload_size),
+        retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
+        username=user, password=pw)
+
+
+MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
+                "client_id_prefix", "keepalive", "username", "password")
+
+
+def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:
+    """The MQTT config from run()'s options (those given): HTTP-only ones are usage
+    errors."""
+    import inspect
+
+    allowed = set(inspect.signature(make_mqtt_config).parameters) - {"url"}
+    extra = sorted(k for k in options if k not in allowed)
+    if extra:
+        raise ConfigError(f"--{extra[0].replace('_', '-')} is for HTTP, not an mqtt:// URL")
+    return make_mqtt_config(url, **options)
+
+
+def mqtt_secrets(url: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """What never appears in an output: the password, from the URL or --password."""
+    password = options.get("password")
+    try:
+        url_password = urlsplit(url).password
+    except ValueError:
+        url_password = None
+    return tuple(unquote(p) for p in (password, url_password) if p)
+
+
+__all__ = ["MQTT_OPTIONS", "MqttConfig", "is_mqtt_url", "make_mqtt_config",
+           "mqtt_config_from_options", "mqtt_secrets"]

@@ -1,0 +1,99 @@
+"""The MQTT kind against a real broker (mosquitto): a subscriber counts what the broker
+delivered, and every test asserts exact equality with what hammer reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import hammer
+from accounting import check_invariant
+from hammer import exitcodes
+from hammer.errors import ConfigError
+from mqttpeer import Subscriber
+
+
+@pytest.mark.parametrize(("qos", "done_at"), [(0, "written"), (1, "PUBACK"), (2, "PUBCOMP")])
+def test_open_loop_publishes_exactly_and_the_broker_delivers_them(
+        mosquitto: Any, qos: int, done_at: str) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "bench/#")
+    try:
+        report = hammer.run(f"{broker.url}/bench/{{slot}}", rate=500, duration="1s",
+                            qos=qos, connections=4)
+        check_invariant(report)
+        assert report.counts.scheduled == report.counts.ok == 500
+        assert report.status == {done_at: 500}
+        assert sub.wait_for(500) == 500
+        # the topic template: one message on each slot's topic
+        assert set(sub.topics) == {f"bench/{i}" for i in range(500)}
+        data = report.to_dict()
+        assert data["kind"] == "mqtt" and data["method"] == f"PUBLISH qos{qos}"
+        assert data["hammer"]["done_at"].startswith(done_at)
+        assert data["latency_ms"]["p50"] is not None
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_closed_loop_keeps_one_message_in_flight_per_connection(mosquitto: Any,
+                                                                qos: int) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "closed")
+    try:
+        report = hammer.run(f"{broker.url}/closed", requests=3000, connections=3, qos=qos,
+                            payload_size="1KiB")
+        check_invariant(report)
+        assert report.counts.ok == 3000 and report.counts.error == 0
+        assert sub.wait_for(3000) == 3000
+        assert report.bytes_sent > 3000 * 1024
+    finally:
+        sub.close()
+
+
+def test_a_broker_that_refuses_the_session(mosquitto: Any) -> None:
+    broker = mosquitto(anonymous=False)       # no password file: every CONNECT refused
+    report = hammer.run(f"{broker.url}/t", rate=50, duration="1s", qos=1, connections=2)
+    check_invariant(report)
+    assert report.counts.ok == 0
+    assert report.errors == {"refused": report.counts.scheduled}
+    assert report.counts.scheduled == 50
+
+
+def test_no_broker_is_connect_refused(unused_port: int) -> None:
+    report = hammer.run(f"mqtt://127.0.0.1:{unused_port}/t", rate=20, duration="0.5s")
+    check_invariant(report)
+    assert report.errors == {"connect_refused": report.counts.scheduled}
+
+
+def test_the_password_never_appears(mosquitto: Any) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"mqtt://someone:pa55word-xyz@127.0.0.1:{broker.port}/t",
+                        rate=20, duration="0.5s")
+    text = json.dumps(report.to_dict())
+    assert "pa55word-xyz" not in text
+    assert report.to_dict()["target"] == f"mqtt://127.0.0.1:{broker.port}/t"
+    assert report.counts.ok == 10
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-c", "2", "-n", "5", "--qos", "0"], "QoS 0 needs a rate (-r)"),
+    (["-r", "10", "-m", "POST"], "--method is for HTTP, not an mqtt:// URL"),
+    (["-r", "10", "--payload", "a", "--payload-size", "3"], "give one of --payload"),
+])
+def test_mqtt_usage_errors(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "hammer", "run", "mqtt://127.0.0.1:9/t",
+                           *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == exitcodes.USAGE
+    assert message in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_mqtt_flags_need_an_mqtt_url() -> None:
+    with pytest.raises(ConfigError, match="--qos is for mqtt:// URLs"):
+        hammer.run("http://127.0.0.1:9/", qos=1)
+    with pytest.raises(ConfigError, match="no topic"):
+        hammer.run("mqtt://127.0.0.1:9", rate=1)
