@@ -129,6 +129,9 @@ def main() -> None:
                    "hammer-PID-RANDOM, unique per run).")
 @click.option("--keepalive", default=None, metavar="D",
               help="mqtt://: the session keep-alive the broker enforces (default 0: none).")
+@click.option("--mqtt-version", default=None, type=click.Choice(["3.1.1", "5"]),
+              help="mqtt://: the protocol version (default 3.1.1). With 5, an "
+                   "acknowledgement's reason code of 0x80 or more counts as not ok.")
 @click.option("--username", default=None, metavar="NAME",
               help="mqtt://: user name (or user@ in the URL).")
 @click.option("--password", default=None, metavar="TEXT",

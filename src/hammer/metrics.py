@@ -312,11 +312,11 @@ def _target_rows(config: Any, breakdown: list[dict[str, Any]]) -> list[dict[str,
 
 
 def _named_statuses(config: Any, status: dict[str, int]) -> dict[str, int]:
-    """Status codes as the kind names them (MQTT: status 0 is PUBACK, ...)."""
-    names = getattr(config, "status_names", None)
-    if not names:
+    """Status codes as the kind names them (MQTT: reason code 0 of a PUBACK is PUBACK)."""
+    name = getattr(config, "status_name", None)
+    if name is None:
         return status
-    return {names.get(code, code): n for code, n in status.items()}
+    return {name(code): n for code, n in status.items()}
 
 
 def build_report(config: Any, totals: Totals, interrupted: str | None = None) -> Report:

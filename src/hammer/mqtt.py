@@ -1,6 +1,6 @@
 """The MQTT kind: `hammer run mqtt://HOST:PORT/TOPIC`, a PUBLISH per request.
 
-The core sends it (core/mqtt.pxi): each connection opens an MQTT 3.1.1 session (CONNECT,
+The core sends it (core/mqtt.pxi): each connection opens an MQTT 3.1.1 or 5 session (CONNECT,
 clean session, a unique client id), then publishes one message at a time. A QoS 1
 message is done when its PUBACK arrives, a QoS 2 message when its PUBCOMP does (after
 PUBREC and PUBREL); both are measured from the intended send time like an HTTP request.
@@ -28,6 +28,12 @@ DEFAULT_PAYLOAD_BYTES = 64
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 MAX_TOPIC_BYTES = 65_000
 SLOT = "{slot}"
+VERSIONS = {"3.1.1": 4, "5": 5}
+# MQTT 5 reason codes an acknowledgement may carry (0x80 and above: failure)
+REASONS = {0x10: "no matching subscribers", 0x80: "unspecified error",
+           0x83: "implementation specific error", 0x87: "not authorized",
+           0x90: "topic name invalid", 0x91: "packet identifier in use",
+           0x97: "quota exceeded", 0x99: "payload format invalid"}
 
 
 def is_mqtt_url(url: str | None) -> bool:
@@ -44,15 +50,21 @@ class MqttConfig(RunConfig):
     retain: bool = False
     client_prefix: str = ""
     keepalive_s: int = 0
+    version: str = "3.1.1"
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
 
     kind = "mqtt"
 
-    @property
-    def status_names(self) -> dict[str, str]:
-        """How the report names the core's status 0 (a message done)."""
-        return {"0": {0: "written", 1: "PUBACK", 2: "PUBCOMP"}[self.qos]}
+    def status_name(self, code: str) -> str:
+        """How the report names a message's outcome: the packet it was done at, with its
+        reason code when it is not 0 (MQTT 5)."""
+        packet = {0: "written", 1: "PUBACK", 2: "PUBCOMP"}[self.qos]
+        reason = int(code)
+        if reason == 0:
+            return packet
+        meaning = REASONS.get(reason)
+        return f"{packet} 0x{reason:02x}" + (f" {meaning}" if meaning else "")
 
     @property
     def label(self) -> str:
@@ -73,12 +85,13 @@ class MqttConfig(RunConfig):
             "username": self.username.encode() if self.username is not None else None,
             "password": self.password.encode() if self.password is not None else None,
             "keepalive_s": self.keepalive_s,
+            "version": VERSIONS[self.version],
         }}
 
     def report_fields(self) -> dict[str, object]:
         return {
             "kind": "mqtt",
-            "protocol": "3.1.1",
+            "protocol": self.version,
             "qos": self.qos,
             "topic": self.topic,
             "payload_bytes": len(self.payload),
@@ -169,6 +182,7 @@ def make_mqtt_config(
     retain: bool = False,
     client_id_prefix: str | None = None,
     keepalive: str | int | None = None,
+    mqtt_version: str = "3.1.1",
     username: str | None = None,
     password: str | None = None,
     insecure: bool = False,
@@ -190,6 +204,8 @@ def make_mqtt_config(
     plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
                      concurrency=connections, threads=threads, timeout=timeout, spin=spin,
                      pacing=pacing, seed=seed, shard=shard)
+    if str(mqtt_version) not in VERSIONS:
+        raise ConfigError(f"--mqtt-version {mqtt_version!r}: 3.1.1 or 5")
     if qos_n == 0 and not plan.open_loop:
         raise ConfigError("QoS 0 needs a rate (-r): nothing answers a QoS 0 message, so "
                           "there is no closed loop to keep")
@@ -226,11 +242,12 @@ def make_mqtt_config(
         secrets=tuple(s for s in (pw,) if s),
         qos=qos_n, topic=topic, payload=_payload(payload, payload_file, payload_size),
         retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
+        version=str(mqtt_version),
         username=user, password=pw)
 
 
 MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
-                "client_id_prefix", "keepalive", "username", "password")
+                "client_id_prefix", "keepalive", "mqtt_version", "username", "password")
 
 
 def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:

@@ -97,3 +97,46 @@ def test_mqtt_flags_need_an_mqtt_url() -> None:
         hammer.run("http://127.0.0.1:9/", qos=1)
     with pytest.raises(ConfigError, match="no topic"):
         hammer.run("mqtt://127.0.0.1:9", rate=1)
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_mqtt_5(mosquitto: Any, qos: int) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "five")
+    try:
+        report = hammer.run(f"{broker.url}/five", rate=300, duration="1s", qos=qos,
+                            mqtt_version="5")
+        check_invariant(report)
+        # mosquitto acknowledges with reason code 0 (success) when someone subscribed
+        assert report.counts.ok == 300 and report.status == {
+            {0: "written", 1: "PUBACK", 2: "PUBCOMP"}[qos]: 300}
+        assert report.to_dict()["hammer"]["protocol"] == "5"
+        assert sub.wait_for(300) == 300
+    finally:
+        sub.close()
+
+
+def test_mqtt_5_reason_code_without_subscribers_is_still_ok(mosquitto: Any) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/nobody", rate=100, duration="0.5s", qos=1,
+                        mqtt_version="5")
+    check_invariant(report)
+    assert report.counts.ok == 50
+    assert report.status == {"PUBACK 0x10 no matching subscribers": 50}
+
+
+def test_sessions_end_with_disconnect(mosquitto: Any) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/bye", rate=100, duration="0.5s", qos=1,
+                        connections=3, client_id_prefix="bye")
+    assert report.counts.ok == 50
+    log = ""
+    for _ in range(50):
+        log = broker.log.read_text(errors="replace")
+        if log.count("disconnected.") >= 3:
+            break
+        __import__("time").sleep(0.05)
+    # mosquitto logs a clean DISCONNECT as "Client X disconnected." and a dropped
+    # connection as "Client X closed its connection." / "... disconnected, ..."
+    assert sorted(line.split("Client ")[1].split(" ")[0] for line in log.splitlines()
+                  if line.endswith(" disconnected.")) == ["bye-0-0", "bye-0-1", "bye-0-2"]

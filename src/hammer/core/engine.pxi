@@ -55,7 +55,8 @@ cdef class Engine:
         to close; 1: a new connection per request; 0: no cap); ok_statuses (None:
         200..399; see Aggregator).
         mqtt (instead of http): qos, retain, topic (bytes; b"{slot}" in it becomes the
-        slot), payload, client_prefix, username and password (None: none), keepalive_s."""
+        slot), payload, client_prefix, username and password (None: none), keepalive_s,
+        version (4: MQTT 3.1.1, 5: MQTT 5)."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
         self.trace = schedule.get("trace")
@@ -87,7 +88,8 @@ cdef class Engine:
         cdef list requests = http["requests"]
         cdef bint random_order = http["random_order"]
         cdef int64_t max_per_conn = http["max_per_conn"]
-        ok_statuses = http["ok_statuses"] if mqtt is None else [0]
+        # MQTT: the done-at packet's reason code; below 0x80 is success
+        ok_statuses = http["ok_statuses"] if mqtt is None else list(range(0x80))
         slot_targets = http.get("slot_targets")
         if slot_targets is not None:
             self.slot_targets = slot_targets
@@ -252,18 +254,20 @@ cdef class Engine:
             raise ValueError("MQTT topic of 1 to 65,000 bytes, payload up to 256 MiB")
         if mqtt["qos"] not in (0, 1, 2):
             raise ValueError("MQTT QoS is 0, 1 or 2")
+        if mqtt.get("version", 4) not in (4, 5):
+            raise ValueError("MQTT version 4 (3.1.1) or 5")
         self.mqtt_objects = [mqtt["qos"], bool(mqtt.get("retain")), head, tail, bool(sep),
                              payload, prefix,
                              bytes(username) if username is not None else None,
                              bytes(password) if password is not None else None,
-                             int(mqtt.get("keepalive_s", 0))]
+                             int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4))]
         return mqtt_buf_bytes(len(topic), len(payload), len(prefix),
                               len(username or b""), len(password or b""))
 
     cdef void _mqtt_worker(self, Worker *w, int32_t index):
         cdef MqttWorker *m = &w.proto.mqtt
-        qos, retain, head, tail, has_slot, payload, prefix, username, password, keepalive = \
-            self.mqtt_objects
+        (qos, retain, head, tail, has_slot, payload, prefix, username, password, keepalive,
+         version) = self.mqtt_objects
         m.qos = qos
         m.retain = retain
         m.topic_head = <const char *>head
@@ -281,6 +285,7 @@ cdef class Engine:
         m.password_len = len(password) if password is not None else 0
         m.keepalive_s = keepalive
         m.worker_index = index
+        m.version = version
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]

@@ -116,3 +116,4 @@ HTTP_HOOKS.on_eof = http_on_eof
 HTTP_HOOKS.session_start = NULL
 HTTP_HOOKS.session_bytes = NULL
 HTTP_HOOKS.written = NULL
+HTTP_HOOKS.session_end = NULL

@@ -1,5 +1,5 @@
-# The MQTT 3.1.1 exchange: each connection opens a session (CONNECT / CONNACK), then a
-# request is one PUBLISH: QoS 0 is done once written (there is no answer), QoS 1 when its
+# The MQTT exchange (3.1.1 or 5): each connection opens a session (CONNECT / CONNACK),
+# then a request is one PUBLISH: QoS 0 is done once written (there is no answer), QoS 1 when its
 # PUBACK comes, QoS 2 when its PUBCOMP comes (after PUBREC, answered by PUBREL). One
 # message in flight per connection. Packets are built in the connection's own buffer
 # (allocated with the engine), never allocated per request. Fills MQTT_HOOKS (proto.pxi).
@@ -14,6 +14,7 @@ cdef enum:
     MQTT_PUBREL = 6
     MQTT_PUBCOMP = 7
     MQTT_PINGRESP = 13
+    MQTT_DISCONNECT = 14
     MQTT_SLOT_DIGITS = 20            # room for a slot number in a topic
 
 
@@ -35,6 +36,7 @@ cdef struct MqttWorker:              # a worker's MQTT settings (read-only once 
     size_t password_len
     uint16_t keepalive_s
     uint32_t worker_index
+    uint8_t version                  # 4: 3.1.1, 5: MQTT 5 (properties, reason codes)
 
 
 cdef struct MqttConn:                # a connection's MQTT state
@@ -102,7 +104,7 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
     # the client id: PREFIX-WORKER-CONN
     id_len = m.client_prefix_len + 1 + mqtt_put_decimal(body, m.worker_index) + 1 + \
         mqtt_put_decimal(body, <uint64_t>(c - w.conns))
-    rem = 10 + 2 + id_len
+    rem = 10 + 2 + id_len + (1 if m.version == 5 else 0)
     if m.username != NULL:
         rem += 2 + m.username_len
     if m.password != NULL:
@@ -112,10 +114,13 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
     n += mqtt_put_u16(out + n, 4)
     memcpy(out + n, b"MQTT", 4)
     n += 4
-    out[n] = 4                           # protocol level: 3.1.1
+    out[n] = <char>m.version             # protocol level: 4 (3.1.1) or 5
     out[n + 1] = <char>flags
     n += 2
     n += mqtt_put_u16(out + n, m.keepalive_s)
+    if m.version == 5:
+        out[n] = 0                       # no properties
+        n += 1
     n += mqtt_put_u16(out + n, id_len)
     memcpy(out + n, m.client_prefix, m.client_prefix_len)
     n += m.client_prefix_len
@@ -145,7 +150,7 @@ cdef void mqtt_prepare(Worker *w, Conn *c, int64_t seq) noexcept nogil:
     if m.topic_has_slot:
         slot_len = mqtt_put_decimal(digits, <uint64_t>seq)
     topic_len = m.topic_head_len + slot_len + m.topic_tail_len
-    rem = 2 + topic_len + (2 if m.qos else 0) + m.payload_len
+    rem = 2 + topic_len + (2 if m.qos else 0) + (1 if m.version == 5 else 0) + m.payload_len
     out[0] = <char>((MQTT_PUBLISH << 4) | (m.qos << 1) | m.retain)
     n = 1 + mqtt_put_length(out + 1, rem)
     n += mqtt_put_u16(out + n, topic_len)
@@ -159,6 +164,9 @@ cdef void mqtt_prepare(Worker *w, Conn *c, int64_t seq) noexcept nogil:
     if m.qos:
         c.proto.mqtt.packet_id = <uint16_t>(c.proto.mqtt.packet_id % 65535 + 1)
         n += mqtt_put_u16(out + n, c.proto.mqtt.packet_id)
+    if m.version == 5:
+        out[n] = 0                       # no properties
+        n += 1
     memcpy(out + n, m.payload, m.payload_len)
     n += m.payload_len
     c.target = 0
@@ -170,8 +178,9 @@ cdef void mqtt_begin(Worker *w, Conn *c) noexcept nogil:
     c.proto.mqtt.stage = 0
 
 
-cdef inline void mqtt_complete(Worker *w, Conn *c, int64_t now) noexcept nogil:
-    emit_result(w, c, 0, ERR_NONE, now)
+cdef inline void mqtt_complete(Worker *w, Conn *c, int32_t reason,
+                               int64_t now) noexcept nogil:
+    emit_result(w, c, reason, ERR_NONE, now)
     c.served += 1
     c.state = CS_IDLE
     on_idle(w, c, now)
@@ -206,35 +215,52 @@ cdef inline uint16_t mqtt_u16(const char *p) noexcept nogil:
     return <uint16_t>(((<uint8_t>p[0]) << 8) | (<uint8_t>p[1]))
 
 
+cdef inline int32_t mqtt_reason(const char *buf, size_t body, size_t end) noexcept nogil:
+    """An acknowledgement's reason code (MQTT 5; 0, success, when it has none)."""
+    return <uint8_t>buf[body + 2] if end - body > 2 else 0
+
+
+cdef int mqtt_done(Worker *w, Conn *c, int32_t reason, size_t at, size_t n,
+                   size_t *used, int64_t now) noexcept nogil:
+    used[0] = at
+    if at < n:
+        # a packet we did not ask for follows: the stream cannot be trusted
+        emit_result(w, c, reason, ERR_NONE, now)
+        conn_close(w, c)
+        return PROTO_DONE
+    mqtt_complete(w, c, reason, now)
+    return PROTO_DONE
+
+
 cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *used,
                        int64_t now) noexcept nogil:
+    """The answers to the PUBLISH in flight. A reason code of 0x80 or more (MQTT 5) ends
+    it as the status the report shows (not ok)."""
     cdef size_t at = 0, body = 0, end = 0
     cdef uint8_t ptype = 0
     cdef int r
+    cdef int32_t reason
     cdef MqttConn *mc = &c.proto.mqtt
+    cdef uint8_t qos = w.proto.mqtt.qos
     while at < n:
         r = mqtt_next_packet(buf, n, at, &ptype, &body, &end)
         if r == 0:
             used[0] = at
             return PROTO_MORE
-        if r < 0 or end - body < 2:
-            if r > 0 and ptype == MQTT_PINGRESP:
-                at = end
-                continue
+        if r < 0:
             return -ERR_PROTOCOL_ERROR
-        if mqtt_u16(buf + body) != mc.packet_id:
+        if ptype == MQTT_PINGRESP:
+            at = end
+            continue
+        if end - body < 2 or mqtt_u16(buf + body) != mc.packet_id:
             return -ERR_PROTOCOL_ERROR
+        reason = mqtt_reason(buf, body, end)
         at = end
-        if ptype == MQTT_PUBACK and w.proto.mqtt.qos == 1:
-            used[0] = at
-            if at < n:
-                # a packet we did not ask for follows: the stream cannot be trusted
-                emit_result(w, c, 0, ERR_NONE, now)
-                conn_close(w, c)
-                return PROTO_DONE
-            mqtt_complete(w, c, now)
-            return PROTO_DONE
-        if ptype == MQTT_PUBREC and w.proto.mqtt.qos == 2 and mc.stage == 0:
+        if ptype == MQTT_PUBACK and qos == 1:
+            return mqtt_done(w, c, reason, at, n, used, now)
+        if ptype == MQTT_PUBREC and qos == 2 and mc.stage == 0:
+            if reason >= 0x80:           # refused at PUBREC: no PUBREL follows
+                return mqtt_done(w, c, reason, at, n, used, now)
             mc.pubrel[0] = <char>((MQTT_PUBREL << 4) | 0x02)
             mc.pubrel[1] = 2
             mqtt_put_u16(mc.pubrel + 2, mc.packet_id)
@@ -243,14 +269,8 @@ cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *us
                 return r
             mc.stage = 1
             continue
-        if ptype == MQTT_PUBCOMP and w.proto.mqtt.qos == 2 and mc.stage == 1:
-            used[0] = at
-            if at < n:
-                emit_result(w, c, 0, ERR_NONE, now)
-                conn_close(w, c)
-                return PROTO_DONE
-            mqtt_complete(w, c, now)
-            return PROTO_DONE
+        if ptype == MQTT_PUBCOMP and qos == 2 and mc.stage == 1:
+            return mqtt_done(w, c, reason, at, n, used, now)
         return -ERR_PROTOCOL_ERROR
     used[0] = at
     return PROTO_MORE
@@ -278,9 +298,11 @@ cdef int mqtt_session_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_
     if r == 0:
         used[0] = 0
         return PROTO_MORE
-    if r < 0 or ptype != MQTT_CONNACK or end - body != 2 or end != n:
+    if r < 0 or ptype != MQTT_CONNACK or end - body < 2 or end != n:
         return -ERR_PROTOCOL_ERROR
     used[0] = end
+    # 3.1.1: flags, return code; 5: flags, reason code, properties (Receive Maximum, ...:
+    # one message in flight needs none of them)
     if buf[body + 1] != 0:
         return -ERR_REFUSED          # the broker refused: bad credentials, client id, ...
     return PROTO_DONE
@@ -298,6 +320,15 @@ cdef int mqtt_written(Worker *w, Conn *c, int64_t now) noexcept nogil:
     return PROTO_DONE
 
 
+cdef void mqtt_session_end(Worker *w, Conn *c) noexcept nogil:
+    """The run is over: DISCONNECT, so the broker ends the session cleanly."""
+    cdef char packet[3]
+    packet[0] = <char>(MQTT_DISCONNECT << 4)
+    packet[1] = 1 if w.proto.mqtt.version == 5 else 0
+    packet[2] = 0                        # 5: reason code 0, normal disconnection
+    conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2)
+
+
 cdef ProtoHooks MQTT_HOOKS
 MQTT_HOOKS.prepare = mqtt_prepare
 MQTT_HOOKS.begin = mqtt_begin
@@ -306,3 +337,4 @@ MQTT_HOOKS.on_eof = mqtt_on_eof
 MQTT_HOOKS.session_start = mqtt_session_start
 MQTT_HOOKS.session_bytes = mqtt_session_bytes
 MQTT_HOOKS.written = mqtt_written
+MQTT_HOOKS.session_end = mqtt_session_end

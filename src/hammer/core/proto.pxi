@@ -67,6 +67,8 @@ ctypedef int (*proto_session_bytes_fn)(Worker *w, Conn *c, const char *buf, size
 # written: the request's last byte was written; PROTO_DONE when that completes it (MQTT
 #   QoS 0: the hook recorded it and idled the connection), PROTO_MORE to await an answer.
 ctypedef int (*proto_written_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+# session_end: the run is over and c is idle with its session open: end it (DISCONNECT).
+ctypedef void (*proto_session_end_fn)(Worker *w, Conn *c) noexcept nogil
 
 
 cdef struct ProtoHooks:
@@ -77,3 +79,4 @@ cdef struct ProtoHooks:
     proto_session_start_fn session_start
     proto_session_bytes_fn session_bytes
     proto_written_fn written
+    proto_session_end_fn session_end

@@ -447,6 +447,9 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 conn_readable(w, c)
     for i in range(w.n_conns):
         if w.conns[i].fd >= 0:
+            if (w.proto_hooks.session_end != NULL and w.conns[i].session_open
+                    and w.conns[i].state == CS_IDLE):
+                w.proto_hooks.session_end(w, &w.conns[i])
             conn_close(w, &w.conns[i])  # frees its TLS state too
     hm_store_release(&w.finished, 1)
     eventfd_write(w.wake_fd, 1)
