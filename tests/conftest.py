@@ -156,9 +156,10 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
         pytest.skip("mosquitto is not installed")
     started: list[Broker] = []
 
-    def factory(anonymous: bool = True) -> Broker:
+    def factory(anonymous: bool = True, max_inflight: int = 0) -> Broker:
         assert binary is not None
-        broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), anonymous=anonymous)
+        broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), anonymous=anonymous,
+                        max_inflight=max_inflight)
         started.append(broker)
         return broker
 

@@ -27,7 +27,8 @@ def find_mosquitto() -> str | None:
 class Broker:
     """mosquitto on 127.0.0.1:port, Nagle off (its default would put PUBACKs behind it)."""
 
-    def __init__(self, binary: str, directory: Path, *, anonymous: bool = True) -> None:
+    def __init__(self, binary: str, directory: Path, *, anonymous: bool = True,
+                 max_inflight: int = 0) -> None:
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         conf = directory / "mosquitto.conf"
@@ -35,7 +36,7 @@ class Broker:
             f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if anonymous else 'false'}\n"
             "set_tcp_nodelay true\n"
-            "max_inflight_messages 0\n"
+            f"max_inflight_messages {max_inflight}\n"
             "max_queued_messages 0\n"
             "persistence false\n")
         self.log = directory / "mosquitto.log"

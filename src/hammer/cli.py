@@ -129,6 +129,9 @@ def main() -> None:
                    "hammer-PID-RANDOM, unique per run).")
 @click.option("--keepalive", default=None, metavar="D",
               help="mqtt://: the session keep-alive the broker enforces (default 0: none).")
+@click.option("--inflight", default=None, metavar="W",
+              help="mqtt:// QoS 1/2: messages awaiting their answer per connection (default "
+                   "1), capped by an MQTT 5 broker's Receive Maximum.")
 @click.option("--mqtt-version", default=None, type=click.Choice(["3.1.1", "5"]),
               help="mqtt://: the protocol version (default 3.1.1). With 5, an "
                    "acknowledgement's reason code of 0x80 or more counts as not ok.")

@@ -27,6 +27,7 @@ DEFAULT_CONNECTIONS = 10
 DEFAULT_PAYLOAD_BYTES = 64
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 MAX_TOPIC_BYTES = 65_000
+MAX_INFLIGHT = 65_534
 SLOT = "{slot}"
 VERSIONS = {"3.1.1": 4, "5": 5}
 # MQTT 5 reason codes an acknowledgement may carry (0x80 and above: failure)
@@ -51,6 +52,7 @@ class MqttConfig(RunConfig):
     client_prefix: str = ""
     keepalive_s: int = 0
     version: str = "3.1.1"
+    inflight: int = 1
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
 
@@ -86,6 +88,7 @@ class MqttConfig(RunConfig):
             "password": self.password.encode() if self.password is not None else None,
             "keepalive_s": self.keepalive_s,
             "version": VERSIONS[self.version],
+            "inflight": self.inflight,
         }}
 
     def report_fields(self) -> dict[str, object]:
@@ -97,7 +100,7 @@ class MqttConfig(RunConfig):
             "payload_bytes": len(self.payload),
             "retain": self.retain,
             "client_id_prefix": self.client_prefix,
-            "in_flight_per_connection": 1,
+            "in_flight_per_connection": self.inflight if self.qos else 1,
             "done_at": {0: "written (QoS 0 has no answer: its latency is the send lag)",
                         1: "PUBACK", 2: "PUBCOMP"}[self.qos],
             "writes": "one packet per write",
@@ -183,6 +186,7 @@ def make_mqtt_config(
     client_id_prefix: str | None = None,
     keepalive: str | int | None = None,
     mqtt_version: str = "3.1.1",
+    inflight: str | int | None = None,
     username: str | None = None,
     password: str | None = None,
     insecure: bool = False,
@@ -193,7 +197,7 @@ def make_mqtt_config(
 ) -> MqttConfig:
     """Validate the options of an MQTT run into an MqttConfig (ConfigError: one line)."""
     from hammer.config import _tls
-    from hammer.plan import as_ns
+    from hammer.plan import as_count, as_ns
 
     try:
         qos_n = int(qos)
@@ -204,6 +208,12 @@ def make_mqtt_config(
     plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
                      concurrency=connections, threads=threads, timeout=timeout, spin=spin,
                      pacing=pacing, seed=seed, shard=shard)
+    window = as_count(inflight, "inflight") or 1
+    if window > MAX_INFLIGHT:
+        raise ConfigError(f"--inflight {window:,}: at most {MAX_INFLIGHT:,} per connection")
+    if window > 1 and qos_n == 0:
+        raise ConfigError("--inflight is for QoS 1 and 2 (a QoS 0 message waits for "
+                          "nothing)")
     if str(mqtt_version) not in VERSIONS:
         raise ConfigError(f"--mqtt-version {mqtt_version!r}: 3.1.1 or 5")
     if qos_n == 0 and not plan.open_loop:
@@ -242,12 +252,13 @@ def make_mqtt_config(
         secrets=tuple(s for s in (pw,) if s),
         qos=qos_n, topic=topic, payload=_payload(payload, payload_file, payload_size),
         retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
-        version=str(mqtt_version),
+        version=str(mqtt_version), inflight=window,
         username=user, password=pw)
 
 
 MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
-                "client_id_prefix", "keepalive", "mqtt_version", "username", "password")
+                "client_id_prefix", "keepalive", "mqtt_version", "inflight", "username",
+                "password")
 
 
 def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:

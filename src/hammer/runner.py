@@ -174,6 +174,11 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
         report.notes.append(f"{config.threads} worker threads share {usable_cpus()} CPU(s): "
                             f"{batch} ran as SCHED_BATCH, so that a wake-up of one does not "
                             "preempt another mid-batch")
+    limit = engine.counters().get("mqtt_inflight_limit")
+    asked = getattr(config, "inflight", 1)
+    if limit is not None and limit < asked:
+        report.notes.append(f"the broker's Receive Maximum capped the messages in flight "
+                            f"per connection at {limit:,} (--inflight {asked:,} asked)")
     if plan.raise_soft_to is not None:
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")

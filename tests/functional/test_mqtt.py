@@ -140,3 +140,59 @@ def test_sessions_end_with_disconnect(mosquitto: Any) -> None:
     # connection as "Client X closed its connection." / "... disconnected, ..."
     assert sorted(line.split("Client ")[1].split(" ")[0] for line in log.splitlines()
                   if line.endswith(" disconnected.")) == ["bye-0-0", "bye-0-1", "bye-0-2"]
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_several_messages_in_flight_per_connection(mosquitto: Any, qos: int) -> None:
+    """Closed loop with --inflight 8 on 2 connections: 16 in flight, every one answered,
+    counted and delivered exactly."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "window")
+    try:
+        report = hammer.run(f"{broker.url}/window", requests=4000, connections=2,
+                            qos=qos, inflight=8)
+        check_invariant(report)
+        assert report.counts.ok == 4000 and report.counts.error == 0
+        assert report.to_dict()["hammer"]["in_flight_per_connection"] == 8
+        assert sub.wait_for(4000) == 4000
+    finally:
+        sub.close()
+
+
+def test_an_open_loop_with_a_window(mosquitto: Any) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "w/#")
+    try:
+        report = hammer.run(f"{broker.url}/w/{{slot}}", rate=2000, duration="1s", qos=1,
+                            inflight=4, connections=2)
+        check_invariant(report)
+        assert report.counts.ok == 2000
+        assert sub.wait_for(2000) == 2000
+        assert set(sub.topics) == {f"w/{i}" for i in range(2000)}
+    finally:
+        sub.close()
+
+
+def test_receive_maximum_caps_the_window(mosquitto: Any) -> None:
+    broker = mosquitto(max_inflight=2)     # mosquitto sends Receive Maximum 2 (MQTT 5)
+    report = hammer.run(f"{broker.url}/cap", requests=500, connections=1, qos=1,
+                        inflight=16, mqtt_version="5")
+    check_invariant(report)
+    assert report.counts.ok == 500
+    assert ("the broker's Receive Maximum capped the messages in flight per connection "
+            "at 2 (--inflight 16 asked)") in report.notes
+
+
+def test_a_broker_gone_mid_run_leaves_every_message_accounted_for(mosquitto: Any) -> None:
+    """The broker stops while messages wait for answers: each of them ends in an error,
+    none is lost from the accounting."""
+    import threading
+
+    broker = mosquitto()
+    threading.Timer(0.5, broker.stop).start()
+    report = hammer.run(f"{broker.url}/gone", rate=2000, duration="1.5s", qos=1,
+                        inflight=8, connections=2, timeout="1s")
+    check_invariant(report)
+    assert report.counts.scheduled == 3000
+    assert 0 < report.counts.ok < 3000
+    assert report.counts.error > 0

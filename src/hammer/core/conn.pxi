@@ -46,6 +46,8 @@ cdef struct Conn:
     uint8_t got_bytes        # a byte of the response arrived
     uint8_t ended_in_error   # closed by conn_fail: do not keep its TLS session
     uint8_t session_open     # the protocol's session is open on this socket
+    uint32_t held            # written requests the protocol holds, awaiting answers
+                             # (MQTT --inflight); always 0 for HTTP
     char *carry              # the bytes of a partial frame, kept for the next read
     uint32_t carry_len
     uint32_t carry_cap
@@ -143,6 +145,8 @@ cdef void conn_fail(Worker *w, Conn *c, uint8_t error, int64_t now) noexcept nog
     c.ended_in_error = 1
     if c.has_request:
         emit_result(w, c, 0, error, now)
+    if c.held:
+        w.proto_hooks.fail_held(w, c, error, now)
     if error == ERR_CONNECT_REFUSED or error == ERR_CONNECT_ERROR or error == ERR_CONNECT_TIMEOUT:
         w.reconnect_at_ns = now + RECONNECT_BACKOFF_NS
     conn_close(w, c)
@@ -220,6 +224,7 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.served = 0
     c.got_bytes = 0
     c.session_open = 0
+    c.held = 0
     c.deadline_ns = now + w.connect_timeout_ns
     c.setup_start_ns = now
     if c.fd < 0:
@@ -394,7 +399,7 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
         conn_session_read(w, c, n, off, now)
         return
     if n == 0:
-        if c.state != CS_BUSY or not c.has_request:
+        if (c.state != CS_BUSY or not c.has_request) and not c.held:
             conn_close(w, c)  # an idle connection closed by the server, or its FIN came
             return
         if off:
@@ -404,7 +409,7 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
             conn_fail(w, c, <uint8_t>(-r), now)
         return
     counter_add(&w.bytes_in, <uint64_t>n)
-    if c.state != CS_BUSY or not c.has_request:
+    if (c.state != CS_BUSY or not c.has_request) and not c.held:
         conn_close(w, c)  # bytes nobody asked for: the framing cannot be trusted
         return
     c.got_bytes = 1

@@ -56,7 +56,8 @@ cdef class Engine:
         200..399; see Aggregator).
         mqtt (instead of http): qos, retain, topic (bytes; b"{slot}" in it becomes the
         slot), payload, client_prefix, username and password (None: none), keepalive_s,
-        version (4: MQTT 3.1.1, 5: MQTT 5)."""
+        version (4: MQTT 3.1.1, 5: MQTT 5), inflight (messages awaiting answers per
+        connection, capped by an MQTT 5 broker's Receive Maximum)."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
         self.trace = schedule.get("trace")
@@ -208,7 +209,11 @@ cdef class Engine:
             if self.is_mqtt:
                 for j in range(w.n_conns):
                     w.conns[j].proto.mqtt.buf = <char *>malloc(mqtt_buf)
-                    if w.conns[j].proto.mqtt.buf == NULL:
+                    w.conns[j].proto.mqtt.held = <MqttHeld *>calloc(w.proto.mqtt.inflight,
+                                                                   sizeof(MqttHeld))
+                    w.conns[j].proto.mqtt.limit = w.proto.mqtt.inflight
+                    if w.conns[j].proto.mqtt.buf == NULL or \
+                            w.conns[j].proto.mqtt.held == NULL:
                         raise MemoryError()
             if w.epfd < 0:
                 raise OSError(errno, "epoll_create1 failed")
@@ -230,6 +235,7 @@ cdef class Engine:
                     free(w.conns[j].carry)
                     if self.is_mqtt:
                         free(w.conns[j].proto.mqtt.buf)
+                        free(w.conns[j].proto.mqtt.held)
                 free(w.conns)
             free(w.rbuf)
             ring_free(&w.ring)
@@ -260,14 +266,17 @@ cdef class Engine:
                              payload, prefix,
                              bytes(username) if username is not None else None,
                              bytes(password) if password is not None else None,
-                             int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4))]
+                             int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4)),
+                             int(mqtt.get("inflight", 1))]
+        if not 1 <= int(mqtt.get("inflight", 1)) <= 65534:
+            raise ValueError("MQTT in-flight messages per connection: 1 to 65,534")
         return mqtt_buf_bytes(len(topic), len(payload), len(prefix),
                               len(username or b""), len(password or b""))
 
     cdef void _mqtt_worker(self, Worker *w, int32_t index):
         cdef MqttWorker *m = &w.proto.mqtt
         (qos, retain, head, tail, has_slot, payload, prefix, username, password, keepalive,
-         version) = self.mqtt_objects
+         version, inflight) = self.mqtt_objects
         m.qos = qos
         m.retain = retain
         m.topic_head = <const char *>head
@@ -286,6 +295,8 @@ cdef class Engine:
         m.keepalive_s = keepalive
         m.worker_index = index
         m.version = version
+        m.inflight = inflight
+        m.limit_min = inflight
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]
@@ -391,8 +402,15 @@ cdef class Engine:
             v = hm_load_relaxed(&w.load_end_ns)
             if v > load_end:
                 load_end = v
-        return {
+        out = {
             "scheduled": scheduled, "unsent": unsent, "bytes_sent": bytes_out,
             "bytes_received": bytes_in, "ring_full_waits": ring_full,
             "load_end_ns": load_end,
         }
+        if self.is_mqtt:
+            # the lowest in-flight limit any connection got (W unless a broker's
+            # Receive Maximum lowered it)
+            out["mqtt_inflight_limit"] = min(
+                hm_load_relaxed(&self.workers[i].proto.mqtt.limit_min)
+                for i in range(self.n_workers))
+        return out

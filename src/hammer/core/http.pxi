@@ -117,3 +117,4 @@ HTTP_HOOKS.session_start = NULL
 HTTP_HOOKS.session_bytes = NULL
 HTTP_HOOKS.written = NULL
 HTTP_HOOKS.session_end = NULL
+HTTP_HOOKS.fail_held = NULL

@@ -1,7 +1,9 @@
 # The MQTT exchange (3.1.1 or 5): each connection opens a session (CONNECT / CONNACK),
 # then a request is one PUBLISH: QoS 0 is done once written (there is no answer), QoS 1 when its
-# PUBACK comes, QoS 2 when its PUBCOMP comes (after PUBREC, answered by PUBREL). One
-# message in flight per connection. Packets are built in the connection's own buffer
+# PUBACK comes, QoS 2 when its PUBCOMP comes (after PUBREC, answered by PUBREL). Once
+# written, a QoS 1/2 message waits in its connection's in-flight table (W entries,
+# --inflight, capped by an MQTT 5 broker's Receive Maximum), and the connection takes the
+# next request while fewer than W wait. Packets are built in the connection's own buffer
 # (allocated with the engine), never allocated per request. Fills MQTT_HOOKS (proto.pxi).
 
 
@@ -37,12 +39,25 @@ cdef struct MqttWorker:              # a worker's MQTT settings (read-only once 
     uint16_t keepalive_s
     uint32_t worker_index
     uint8_t version                  # 4: 3.1.1, 5: MQTT 5 (properties, reason codes)
+    uint32_t inflight                # W: messages awaiting answers per connection
+    uint64_t limit_min               # the lowest limit a broker set (relaxed; W if none)
+
+
+cdef struct MqttHeld:                # a written message awaiting its answer
+    int64_t intended_ns
+    int64_t write_ns
+    int64_t deadline_ns
+    uint16_t packet_id
+    uint8_t late
+    uint8_t stage                    # QoS 2: 0 until PUBREC, 1 until PUBCOMP
 
 
 cdef struct MqttConn:                # a connection's MQTT state
     char *buf                        # its CONNECT, then each PUBLISH (owned by the engine)
-    uint16_t packet_id               # of the PUBLISH in flight
-    uint8_t stage                    # QoS 2: 0 until PUBREC, 1 until PUBCOMP
+    MqttHeld *held                   # inflight entries (owned by the engine); c.held used
+    uint32_t limit                   # W, or less if the broker's Receive Maximum says so
+    uint16_t packet_id               # the last one given
+    uint8_t parked                   # all `limit` entries used: off the idle stack
     char pubrel[4]
 
 
@@ -162,6 +177,7 @@ cdef void mqtt_prepare(Worker *w, Conn *c, int64_t seq) noexcept nogil:
     memcpy(out + n, m.topic_tail, m.topic_tail_len)
     n += m.topic_tail_len
     if m.qos:
+        # ids cycle through 1..65535; W < 65535 entries, so the one given is free
         c.proto.mqtt.packet_id = <uint16_t>(c.proto.mqtt.packet_id % 65535 + 1)
         n += mqtt_put_u16(out + n, c.proto.mqtt.packet_id)
     if m.version == 5:
@@ -175,15 +191,39 @@ cdef void mqtt_prepare(Worker *w, Conn *c, int64_t seq) noexcept nogil:
 
 
 cdef void mqtt_begin(Worker *w, Conn *c) noexcept nogil:
-    c.proto.mqtt.stage = 0
+    pass
 
 
-cdef inline void mqtt_complete(Worker *w, Conn *c, int32_t reason,
-                               int64_t now) noexcept nogil:
-    emit_result(w, c, reason, ERR_NONE, now)
+cdef void mqtt_refresh_deadline(Worker *w, Conn *c) noexcept nogil:
+    """With no request being written, the connection's deadline is its oldest waiting
+    message's (sweep_timeouts reads c.deadline_ns)."""
+    cdef uint32_t i
+    cdef int64_t d
+    if c.has_request or not c.held:
+        return
+    d = c.proto.mqtt.held[0].deadline_ns
+    for i in range(1, c.held):
+        if c.proto.mqtt.held[i].deadline_ns < d:
+            d = c.proto.mqtt.held[i].deadline_ns
+    c.deadline_ns = d
+
+
+cdef void mqtt_finish(Worker *w, Conn *c, uint32_t i, int32_t reason,
+                      int64_t now) noexcept nogil:
+    """Waiting message i got its last answer: record it, free its entry, and take the
+    connection back into use if it was full."""
+    cdef MqttConn *mc = &c.proto.mqtt
+    cdef MqttHeld *e = &mc.held[i]
+    emit_held(w, e.intended_ns, e.write_ns, e.late, 0, reason, ERR_NONE, now)
     c.served += 1
-    c.state = CS_IDLE
-    on_idle(w, c, now)
+    c.held -= 1
+    if i != c.held:
+        mc.held[i] = mc.held[c.held]
+    mqtt_refresh_deadline(w, c)
+    if mc.parked:
+        mc.parked = 0
+        c.state = CS_IDLE
+        on_idle(w, c, now)
 
 
 cdef int mqtt_next_packet(const char *buf, size_t n, size_t at, uint8_t *ptype,
@@ -220,66 +260,127 @@ cdef inline int32_t mqtt_reason(const char *buf, size_t body, size_t end) noexce
     return <uint8_t>buf[body + 2] if end - body > 2 else 0
 
 
-cdef int mqtt_done(Worker *w, Conn *c, int32_t reason, size_t at, size_t n,
-                   size_t *used, int64_t now) noexcept nogil:
-    used[0] = at
-    if at < n:
-        # a packet we did not ask for follows: the stream cannot be trusted
-        emit_result(w, c, reason, ERR_NONE, now)
-        conn_close(w, c)
-        return PROTO_DONE
-    mqtt_complete(w, c, reason, now)
-    return PROTO_DONE
-
-
 cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *used,
                        int64_t now) noexcept nogil:
-    """The answers to the PUBLISH in flight. A reason code of 0x80 or more (MQTT 5) ends
-    it as the status the report shows (not ok)."""
+    """Answers to the waiting messages, in any order. A reason code of 0x80 or more
+    (MQTT 5) ends a message as the status the report shows (not ok)."""
     cdef size_t at = 0, body = 0, end = 0
     cdef uint8_t ptype = 0
     cdef int r
+    cdef uint32_t i
+    cdef uint16_t pid
     cdef int32_t reason
     cdef MqttConn *mc = &c.proto.mqtt
+    cdef MqttHeld *e
     cdef uint8_t qos = w.proto.mqtt.qos
     while at < n:
         r = mqtt_next_packet(buf, n, at, &ptype, &body, &end)
         if r == 0:
-            used[0] = at
-            return PROTO_MORE
+            break
         if r < 0:
             return -ERR_PROTOCOL_ERROR
-        if ptype == MQTT_PINGRESP:
-            at = end
-            continue
-        if end - body < 2 or mqtt_u16(buf + body) != mc.packet_id:
-            return -ERR_PROTOCOL_ERROR
-        reason = mqtt_reason(buf, body, end)
         at = end
+        if ptype == MQTT_PINGRESP:
+            continue
+        if end - body < 2:
+            return -ERR_PROTOCOL_ERROR
+        pid = mqtt_u16(buf + body)
+        reason = mqtt_reason(buf, body, end)
+        i = 0
+        while i < c.held and mc.held[i].packet_id != pid:
+            i += 1
+        if i == c.held:
+            return -ERR_PROTOCOL_ERROR       # an answer to nothing we sent
+        e = &mc.held[i]
         if ptype == MQTT_PUBACK and qos == 1:
-            return mqtt_done(w, c, reason, at, n, used, now)
-        if ptype == MQTT_PUBREC and qos == 2 and mc.stage == 0:
-            if reason >= 0x80:           # refused at PUBREC: no PUBREL follows
-                return mqtt_done(w, c, reason, at, n, used, now)
+            mqtt_finish(w, c, i, reason, now)
+        elif ptype == MQTT_PUBREC and qos == 2 and e.stage == 0:
+            if reason >= 0x80:               # refused at PUBREC: no PUBREL follows
+                mqtt_finish(w, c, i, reason, now)
+                continue
             mc.pubrel[0] = <char>((MQTT_PUBREL << 4) | 0x02)
             mc.pubrel[1] = 2
-            mqtt_put_u16(mc.pubrel + 2, mc.packet_id)
+            mqtt_put_u16(mc.pubrel + 2, pid)
             r = conn_write_all(w, c, mc.pubrel, 4)
             if r < 0:
                 return r
-            mc.stage = 1
-            continue
-        if ptype == MQTT_PUBCOMP and qos == 2 and mc.stage == 1:
-            return mqtt_done(w, c, reason, at, n, used, now)
-        return -ERR_PROTOCOL_ERROR
+            e.stage = 1
+        elif ptype == MQTT_PUBCOMP and qos == 2 and e.stage == 1:
+            mqtt_finish(w, c, i, reason, now)
+        else:
+            return -ERR_PROTOCOL_ERROR
+        if c.state == CS_CLOSED:
+            return PROTO_DONE                # a request it went on to send failed
     used[0] = at
     return PROTO_MORE
 
 
+cdef void mqtt_fail_held(Worker *w, Conn *c, uint8_t error, int64_t now) noexcept nogil:
+    cdef uint32_t i
+    cdef MqttHeld *e
+    for i in range(c.held):
+        e = &c.proto.mqtt.held[i]
+        emit_held(w, e.intended_ns, e.write_ns, e.late, 0, 0, error, now)
+    c.held = 0
+    c.proto.mqtt.parked = 0
+
+
 cdef int mqtt_on_eof(Worker *w, Conn *c, int64_t now) noexcept nogil:
-    if not c.got_bytes:
-        return -(ERR_KEEPALIVE_CLOSED if c.served > 0 else ERR_CLOSED_BEFORE_RESPONSE)
-    return -ERR_TRUNCATED_BODY
+    """The broker closed the connection with messages unanswered."""
+    return -ERR_CLOSED_BEFORE_RESPONSE
+
+
+cdef int mqtt_receive_maximum(const char *buf, size_t at, size_t end) noexcept nogil:
+    """An MQTT 5 CONNACK's properties (from `at`): its Receive Maximum, 0 without one,
+    -1 when they are malformed."""
+    cdef size_t plen = 0, shift = 0, stop
+    cdef uint8_t b, prop
+    cdef int found = 0
+    while True:
+        if at >= end:
+            return -1
+        b = <uint8_t>buf[at]
+        plen |= <size_t>(b & 0x7F) << shift
+        at += 1
+        if not (b & 0x80):
+            break
+        shift += 7
+        if shift > 21:
+            return -1
+    stop = at + plen
+    if stop > end:
+        return -1
+    while at < stop:
+        prop = <uint8_t>buf[at]
+        at += 1
+        if prop in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):
+            at += 1
+        elif prop in (0x13, 0x21, 0x22, 0x23):
+            if at + 2 > stop:
+                return -1
+            if prop == 0x21:
+                found = mqtt_u16(buf + at)
+            at += 2
+        elif prop in (0x02, 0x11, 0x18, 0x27):
+            at += 4
+        elif prop in (0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F):
+            if at + 2 > stop:
+                return -1
+            at += 2 + mqtt_u16(buf + at)
+        elif prop == 0x26:                   # a user property: two strings
+            if at + 2 > stop:
+                return -1
+            at += 2 + mqtt_u16(buf + at)
+            if at + 2 > stop:
+                return -1
+            at += 2 + mqtt_u16(buf + at)
+        elif prop == 0x0B:                   # subscription identifier: a varint
+            while at < stop and (<uint8_t>buf[at]) & 0x80:
+                at += 1
+            at += 1
+        else:
+            return -1
+    return found if at == stop else -1
 
 
 cdef int mqtt_session_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
@@ -301,22 +402,52 @@ cdef int mqtt_session_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_
     if r < 0 or ptype != MQTT_CONNACK or end - body < 2 or end != n:
         return -ERR_PROTOCOL_ERROR
     used[0] = end
-    # 3.1.1: flags, return code; 5: flags, reason code, properties (Receive Maximum, ...:
-    # one message in flight needs none of them)
+    # 3.1.1: flags, return code; 5: flags, reason code, properties
     if buf[body + 1] != 0:
         return -ERR_REFUSED          # the broker refused: bad credentials, client id, ...
+    c.proto.mqtt.limit = w.proto.mqtt.inflight
+    c.proto.mqtt.parked = 0
+    if w.proto.mqtt.version == 5 and end - body > 2:
+        r = mqtt_receive_maximum(buf, body + 2, end)
+        if r < 0:
+            return -ERR_PROTOCOL_ERROR
+        if 0 < r < <int>c.proto.mqtt.limit:
+            c.proto.mqtt.limit = <uint32_t>r
+    if c.proto.mqtt.limit < hm_load_relaxed(&w.proto.mqtt.limit_min):
+        hm_store_relaxed(&w.proto.mqtt.limit_min, c.proto.mqtt.limit)
     return PROTO_DONE
 
 
 cdef int mqtt_written(Worker *w, Conn *c, int64_t now) noexcept nogil:
-    """QoS 0: a PUBLISH is done once written (nothing answers it)."""
-    if w.proto.mqtt.qos != 0:
-        return PROTO_MORE
-    emit_result(w, c, 0, ERR_NONE, now)
-    c.served += 1
+    """A PUBLISH went out whole. QoS 0: done (nothing answers it). QoS 1/2: it waits in
+    the in-flight table, and the connection takes the next request unless the table is
+    full (then it is parked until an answer frees an entry)."""
+    cdef MqttConn *mc = &c.proto.mqtt
+    cdef MqttHeld *e
     set_mask(w, c, EPOLLIN)
-    # back on the idle stack; the dispatch loop under way (or the next) takes it
-    push_idle(w, c)
+    if w.proto.mqtt.qos == 0:
+        emit_result(w, c, 0, ERR_NONE, now)
+        c.served += 1
+        push_idle(w, c)        # the dispatch loop under way (or the next) takes it
+        return PROTO_DONE
+    e = &mc.held[c.held]
+    e.intended_ns = c.intended_ns
+    e.write_ns = c.write_ns
+    e.deadline_ns = c.write_ns + w.timeout_ns
+    e.packet_id = mc.packet_id
+    e.late = c.late
+    e.stage = 0
+    c.held += 1
+    c.has_request = 0          # still in flight (w.inflight) until its answer
+    mqtt_refresh_deadline(w, c)
+    if c.held >= mc.limit:
+        mc.parked = 1          # CS_BUSY with no request: reads go to its answers
+        return PROTO_DONE
+    if w.open_loop:
+        push_idle(w, c)        # no dispatch from here: the loop under way takes it
+    else:
+        c.state = CS_IDLE
+        on_idle(w, c, now)     # closed loop: the next message, at most W deep
     return PROTO_DONE
 
 
@@ -338,3 +469,4 @@ MQTT_HOOKS.session_start = mqtt_session_start
 MQTT_HOOKS.session_bytes = mqtt_session_bytes
 MQTT_HOOKS.written = mqtt_written
 MQTT_HOOKS.session_end = mqtt_session_end
+MQTT_HOOKS.fail_held = mqtt_fail_held

@@ -69,6 +69,10 @@ ctypedef int (*proto_session_bytes_fn)(Worker *w, Conn *c, const char *buf, size
 ctypedef int (*proto_written_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
 # session_end: the run is over and c is idle with its session open: end it (DISCONNECT).
 ctypedef void (*proto_session_end_fn)(Worker *w, Conn *c) noexcept nogil
+# fail_held: c fails while the protocol holds c.held written requests awaiting answers
+#   (MQTT with several messages in flight): end each in `error`, and set c.held to 0.
+ctypedef void (*proto_fail_held_fn)(Worker *w, Conn *c, uint8_t error,
+                                    int64_t now) noexcept nogil
 
 
 cdef struct ProtoHooks:
@@ -80,3 +84,4 @@ cdef struct ProtoHooks:
     proto_session_bytes_fn session_bytes
     proto_written_fn written
     proto_session_end_fn session_end
+    proto_fail_held_fn fail_held

@@ -89,6 +89,26 @@ cdef void emit_result(Worker *w, Conn *c, int32_t status, uint8_t error,
     w.inflight -= 1
 
 
+cdef void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t late,
+                    uint32_t target, int32_t status, uint8_t error, int64_t now) noexcept nogil:
+    """Hand the outcome of a request a protocol held after its write (emit_result's
+    twin for requests no longer on their connection)."""
+    cdef Result res
+    res.intended_ns = intended_ns
+    res.write_ns = write_ns
+    res.done_ns = now
+    res.status = <int16_t>status
+    res.error = error
+    res.flags = RF_LATE if late else 0
+    res.target = target
+    while not ring_push(&w.ring, &res):
+        counter_add(&w.ring_full_waits, 1)
+        sleep_ns(RING_FULL_BACKOFF_NS)
+    if (w.ring.head & (w.ring.mask >> 2)) == 0:
+        eventfd_write(w.wake_fd, 1)
+    w.inflight -= 1
+
+
 cdef inline void assign_request(Worker *w, Conn *c, int64_t intended_ns, uint8_t late,
                                 int64_t seq) noexcept nogil:
     """Give request number `seq` (the slot, or the worker's count in closed loop) to c."""
@@ -185,7 +205,7 @@ cdef void sweep_timeouts(Worker *w, int64_t now) noexcept nogil:
     cdef Conn *c
     for i in range(w.n_conns):
         c = &w.conns[i]
-        if c.has_request and now >= c.deadline_ns:
+        if (c.has_request or c.held) and now >= c.deadline_ns:
             if conn_setting_up(c):
                 conn_fail(w, c, ERR_CONNECT_TIMEOUT, now)
             else:
@@ -220,7 +240,7 @@ cdef void end_load_phase(Worker *w, int64_t now) noexcept nogil:
 cdef void cancel_all(Worker *w, int64_t now) noexcept nogil:
     cdef int32_t i
     for i in range(w.n_conns):
-        if w.conns[i].has_request:
+        if w.conns[i].has_request or w.conns[i].held:
             conn_fail(w, &w.conns[i], ERR_CANCELLED, now)
 
 
