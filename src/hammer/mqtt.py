@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from hammer.config import RunConfig, Target, TlsOptions, _ip, _resolve
 from hammer.errors import ConfigError
-from hammer.plan import make_plan
+from hammer.plan import MQTT_OPTIONS, is_mqtt_url, make_plan
 from hammer.units import parse_size
 
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
@@ -35,10 +35,6 @@ REASONS = {0x10: "no matching subscribers", 0x80: "unspecified error",
            0x83: "implementation specific error", 0x87: "not authorized",
            0x90: "topic name invalid", 0x91: "packet identifier in use",
            0x97: "quota exceeded", 0x99: "payload format invalid"}
-
-
-def is_mqtt_url(url: str | None) -> bool:
-    return url is not None and url.split("://", 1)[0].lower() in SCHEMES
 
 
 @dataclass(frozen=True)
@@ -256,9 +252,6 @@ def make_mqtt_config(
         username=user, password=pw)
 
 
-MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
-                "client_id_prefix", "keepalive", "mqtt_version", "inflight", "username",
-                "password")
 
 
 def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:

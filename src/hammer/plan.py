@@ -39,6 +39,18 @@ MAX_SHARDS = 10_000
 ARRIVALS = ("uniform", "poisson")
 
 
+# the MQTT kind's own run() options (hammer.mqtt), known here so that an HTTP run can
+# refuse them without importing it
+MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
+                "client_id_prefix", "keepalive", "mqtt_version", "inflight", "username",
+                "password")
+MQTT_SCHEMES = ("mqtt", "mqtts")
+
+
+def is_mqtt_url(url: str | None) -> bool:
+    return url is not None and url.split("://", 1)[0].lower() in MQTT_SCHEMES
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask, e.g. under taskset)."""
     try:

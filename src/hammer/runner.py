@@ -224,12 +224,14 @@ def configure(url: str | None = None, *, hammer: Any = None,
     kind unless `hammer` names another (a Hammer instance or class, `module:Class`, or
     an installed entry point)."""
     from hammer.hammers import is_http, make_hammer
-    from hammer.mqtt import MQTT_OPTIONS, is_mqtt_url, mqtt_config_from_options, mqtt_secrets
+    from hammer.plan import MQTT_OPTIONS, is_mqtt_url
     from hammer.slo import parse_slos
 
     secrets = tuple(options.pop("secrets", ()))
     slos = parse_slos(options.pop("slo", None))
     if hammer is None and is_mqtt_url(url):
+        from hammer.mqtt import mqtt_config_from_options, mqtt_secrets
+
         assert url is not None
         return dataclasses.replace(mqtt_config_from_options(url, options), slos=slos,
                                    secrets=secrets + mqtt_secrets(url, options))
@@ -327,10 +329,13 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
     """`hammer run`: run, print the text report, write JSON and CSV; return the exit
     code. An output that cannot be written is one line on stderr; the others are still
     written."""
-    from hammer.distributed import ClusterError
     from hammer.hlog import write_hlog
-    from hammer.html import write_html_atomic
     from hammer.reporters import render_text, write_csv_atomic, write_json_atomic
+
+    def write_html(data: dict[str, Any], path: str) -> None:
+        from hammer.html import write_html_atomic
+
+        write_html_atomic(data, path)
 
     view = None
     if cluster is None and live_view_wanted(live_flag, quiet, json_path, csv_path, hlog_path,
@@ -338,13 +343,16 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
         view = live.LiveView(config, sys.stderr)
     try:
         if cluster is not None:
+            from hammer.distributed import ClusterError
+
             spec, options = cluster
-            report = run(cluster=spec, **options)
+            try:
+                report = run(cluster=spec, **options)
+            except ClusterError as exc:
+                print(f"hammer: error: {exc}", file=sys.stderr)
+                return exitcodes.FAILED
         else:
             report = run(config, progress=view.draw if view is not None else None)
-    except ClusterError as exc:
-        print(f"hammer: error: {exc}", file=sys.stderr)
-        return exitcodes.FAILED
     except HammerSetupError as exc:
         print(f"hammer: error: {exc}", file=sys.stderr)
         return exitcodes.FAILED
@@ -366,7 +374,7 @@ def run_cli(config: RunConfig | HammerConfig, *, json_path: str | None, quiet: b
         (json_path, lambda: write_json_atomic(data, json_path or "-")),
         (csv_path, lambda: write_csv_atomic(data, csv_path or "-")),
         (hlog_path, lambda: write_hlog(data, hlog_path or "-")),
-        (html_path, lambda: write_html_atomic(data, html_path or "-")),
+        (html_path, lambda: write_html(data, html_path or "-")),
     ]
     for path, write in outputs:
         if path is None:
