@@ -132,6 +132,10 @@ def main() -> None:
 @click.option("--inflight", default=None, metavar="W",
               help="mqtt:// QoS 1/2: messages awaiting their answer per connection (default "
                    "1), capped by an MQTT 5 broker's Receive Maximum.")
+@click.option("--storm", is_flag=True, default=None,
+              help="mqtt://: a connection storm: each request opens a new connection and "
+                   "session (unique client id), done at its CONNACK (the return code its "
+                   "status), then DISCONNECT.")
 @click.option("--mqtt-version", default=None, type=click.Choice(["3.1.1", "5"]),
               help="mqtt://: the protocol version (default 3.1.1). With 5, an "
                    "acknowledgement's reason code of 0x80 or more counts as not ok.")

@@ -30,6 +30,13 @@ MAX_TOPIC_BYTES = 65_000
 MAX_INFLIGHT = 65_534
 SLOT = "{slot}"
 VERSIONS = {"3.1.1": 4, "5": 5}
+# CONNACK return codes (3.1.1: 1-5; MQTT 5 reason codes from 0x80)
+CONNACK_CODES = {1: "unacceptable protocol version", 2: "identifier rejected",
+                 3: "server unavailable", 4: "bad user name or password",
+                 5: "not authorized", 0x80: "unspecified error", 0x85: "client id not valid",
+                 0x86: "bad user name or password", 0x87: "not authorized",
+                 0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
+                 0x9F: "connection rate exceeded"}
 # MQTT 5 reason codes an acknowledgement may carry (0x80 and above: failure)
 REASONS = {0x10: "no matching subscribers", 0x80: "unspecified error",
            0x83: "implementation specific error", 0x87: "not authorized",
@@ -49,6 +56,7 @@ class MqttConfig(RunConfig):
     keepalive_s: int = 0
     version: str = "3.1.1"
     inflight: int = 1
+    storm: bool = False              # a request is a new connection and session
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
 
@@ -57,6 +65,11 @@ class MqttConfig(RunConfig):
     def status_name(self, code: str) -> str:
         """How the report names a message's outcome: the packet it was done at, with its
         reason code when it is not 0 (MQTT 5)."""
+        if self.storm:
+            reason = int(code)
+            meaning = CONNACK_CODES.get(reason)
+            return "CONNACK" if reason == 0 else (
+                f"CONNACK 0x{reason:02x}" + (f" {meaning}" if meaning else ""))
         packet = {0: "written", 1: "PUBACK", 2: "PUBCOMP"}[self.qos]
         reason = int(code)
         if reason == 0:
@@ -85,9 +98,17 @@ class MqttConfig(RunConfig):
             "keepalive_s": self.keepalive_s,
             "version": VERSIONS[self.version],
             "inflight": self.inflight,
+            "storm": self.storm,
         }}
 
     def report_fields(self) -> dict[str, object]:
+        if self.storm:
+            return {"kind": "mqtt", "protocol": self.version, "storm": True,
+                    "client_id_prefix": self.client_prefix,
+                    "done_at": "CONNACK (each request a new connection and session, "
+                               "measured from its intended time through connect and "
+                               "CONNECT; then DISCONNECT)",
+                    "writes": "one packet per write"}
         return {
             "kind": "mqtt",
             "protocol": self.version,
@@ -183,6 +204,7 @@ def make_mqtt_config(
     keepalive: str | int | None = None,
     mqtt_version: str = "3.1.1",
     inflight: str | int | None = None,
+    storm: bool = False,
     username: str | None = None,
     password: str | None = None,
     insecure: bool = False,
@@ -207,12 +229,14 @@ def make_mqtt_config(
     window = as_count(inflight, "inflight") or 1
     if window > MAX_INFLIGHT:
         raise ConfigError(f"--inflight {window:,}: at most {MAX_INFLIGHT:,} per connection")
+    if storm and window > 1:
+        raise ConfigError("--storm opens a session per request: --inflight does not apply")
     if window > 1 and qos_n == 0:
         raise ConfigError("--inflight is for QoS 1 and 2 (a QoS 0 message waits for "
                           "nothing)")
     if str(mqtt_version) not in VERSIONS:
         raise ConfigError(f"--mqtt-version {mqtt_version!r}: 3.1.1 or 5")
-    if qos_n == 0 and not plan.open_loop:
+    if qos_n == 0 and not plan.open_loop and not storm:
         raise ConfigError("QoS 0 needs a rate (-r): nothing answers a QoS 0 message, so "
                           "there is no closed loop to keep")
     n_conns = plan.concurrency or max(DEFAULT_CONNECTIONS, plan.threads)
@@ -240,15 +264,17 @@ def make_mqtt_config(
         raise ConfigError("an MQTT password needs a user name")
     if _ip(target.address) is None:
         raise ConfigError(f"cannot resolve host {target.host!r}")
+    method = "CONNECT" if storm else f"PUBLISH qos{qos_n}"
     return MqttConfig(
-        target=target, plan=plan.with_concurrency(n_conns), method=f"PUBLISH qos{qos_n}",
+        target=target, plan=plan.with_concurrency(n_conns), method=method,
+        max_requests_per_conn=1 if storm else 0,
         connect_timeout_ns=as_ns(connect_timeout, "connect-timeout"), tls=tls,
-        ok_statuses=frozenset({0}),
-        group_labels=((f"PUBLISH qos{qos_n}", target.url),),
+        ok_statuses=frozenset({0}) if storm else frozenset(range(0x80)),
+        group_labels=((method, target.url),),
         secrets=tuple(s for s in (pw,) if s),
         qos=qos_n, topic=topic, payload=_payload(payload, payload_file, payload_size),
         retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
-        version=str(mqtt_version), inflight=window,
+        version=str(mqtt_version), inflight=window, storm=bool(storm),
         username=user, password=pw)
 
 

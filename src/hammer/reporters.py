@@ -241,7 +241,9 @@ def render_text(report: Mapping[str, Any]) -> str:
         "outcome",
         [
             f"ok {_count(counts.get('ok'))}",
-            f"http errors {_count(counts.get('http_error'))}",
+            # MQTT: answered, but with a failure reason code (or a refused CONNACK)
+            f"{'http errors' if report.get('kind', 'http') != 'mqtt' else 'not ok'} "
+            f"{_count(counts.get('http_error'))}",
             f"errors {_count(counts.get('error'))}",
         ],
     )
@@ -354,6 +356,10 @@ def _mqtt_lines(report: Mapping[str, Any]) -> list[str]:
     mqtt = _mapping(report.get("hammer"))
     if mqtt.get("kind") != "mqtt":
         return []
+    if mqtt.get("storm"):
+        return _section("mqtt", [f"MQTT {mqtt.get('protocol')} connection storm",
+                                 f"client ids {mqtt.get('client_id_prefix')}-s-SLOT"],
+                        sep="   ") + _wrapped("  done at     ", str(mqtt.get("done_at")))
     items = [f"MQTT {mqtt.get('protocol')}, QoS {mqtt.get('qos')}",
              f"{_count(mqtt.get('payload_bytes'))}-byte payload"
              + (", retained" if mqtt.get("retain") else ""),

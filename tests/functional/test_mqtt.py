@@ -196,3 +196,39 @@ def test_a_broker_gone_mid_run_leaves_every_message_accounted_for(mosquitto: Any
     assert report.counts.scheduled == 3000
     assert 0 < report.counts.ok < 3000
     assert report.counts.error > 0
+
+
+def _connected_ids(broker: Any) -> list[str]:
+    """Client ids of the sessions the broker accepted, from its log."""
+    return [line.split(" as ")[1].split(" ")[0]
+            for line in broker.log.read_text(errors="replace").splitlines()
+            if "New client connected" in line and " as " in line]
+
+
+def test_a_connection_storm(mosquitto: Any) -> None:
+    """Each request a new connection and session with its own client id, done at its
+    CONNACK, then DISCONNECT: the broker saw exactly as many sessions, all distinct."""
+    import time
+
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/storm", rate=300, duration="1s", storm=True,
+                        connections=8, client_id_prefix="st")
+    check_invariant(report)
+    assert report.counts.ok == report.counts.sent == 300
+    assert report.status == {"CONNACK": 300}
+    assert report.to_dict()["method"] == "CONNECT"
+    deadline = time.monotonic() + 5
+    while len(_connected_ids(broker)) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ids = _connected_ids(broker)
+    assert sorted(ids) == sorted(f"st-s-{i}" for i in range(300))
+    log = broker.log.read_text(errors="replace")
+    assert log.count(" disconnected.\n") == 300
+
+
+def test_a_storm_against_a_refusing_broker_counts_each_refusal(mosquitto: Any) -> None:
+    broker = mosquitto(anonymous=False)
+    report = hammer.run(f"{broker.url}/storm", requests=50, connections=2, storm=True)
+    check_invariant(report)
+    assert report.counts.completed == 50 and report.counts.ok == 0
+    assert report.status == {"CONNACK 0x05 not authorized": 50}

@@ -346,6 +346,8 @@ cdef void conn_session_read(Worker *w, Conn *c, ssize_t n, size_t off,
     counter_add(&w.bytes_in, <uint64_t>n)
     n += <ssize_t>off
     r = w.proto_hooks.session_bytes(w, c, w.rbuf, <size_t>n, &used, now)
+    if r == PROTO_CLOSED:
+        return
     if r == PROTO_MORE:
         if used < <size_t>n:
             conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)

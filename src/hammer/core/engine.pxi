@@ -57,7 +57,8 @@ cdef class Engine:
         mqtt (instead of http): qos, retain, topic (bytes; b"{slot}" in it becomes the
         slot), payload, client_prefix, username and password (None: none), keepalive_s,
         version (4: MQTT 3.1.1, 5: MQTT 5), inflight (messages awaiting answers per
-        connection, capped by an MQTT 5 broker's Receive Maximum)."""
+        connection, capped by an MQTT 5 broker's Receive Maximum), storm (a request is a
+        new connection and session, done at its CONNACK)."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
         self.trace = schedule.get("trace")
@@ -90,7 +91,8 @@ cdef class Engine:
         cdef bint random_order = http["random_order"]
         cdef int64_t max_per_conn = http["max_per_conn"]
         # MQTT: the done-at packet's reason code; below 0x80 is success
-        ok_statuses = http["ok_statuses"] if mqtt is None else list(range(0x80))
+        ok_statuses = (http["ok_statuses"] if mqtt is None
+                       else [0] if mqtt.get("storm") else list(range(0x80)))
         slot_targets = http.get("slot_targets")
         if slot_targets is not None:
             self.slot_targets = slot_targets
@@ -165,8 +167,10 @@ cdef class Engine:
             # with a quantum
             w.defer_reads = (w.open_loop and quantum_ns > 0 and tls is None
                              and unix_path is None
-                             # MQTT QoS 2 answers PUBREC at once: its reads cannot wait
-                             and not (self.is_mqtt and mqtt["qos"] == 2))
+                             # MQTT QoS 2 answers PUBREC, a storm its connects, at once:
+                             # their reads cannot wait
+                             and not (self.is_mqtt and (mqtt["qos"] == 2
+                                                        or mqtt.get("storm"))))
             w.batch_sched = batch_sched and not w.open_loop
             if max_requests >= 0 and not w.open_loop:
                 per = max_requests // threads
@@ -267,7 +271,7 @@ cdef class Engine:
                              bytes(username) if username is not None else None,
                              bytes(password) if password is not None else None,
                              int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4)),
-                             int(mqtt.get("inflight", 1))]
+                             int(mqtt.get("inflight", 1)), bool(mqtt.get("storm"))]
         if not 1 <= int(mqtt.get("inflight", 1)) <= 65534:
             raise ValueError("MQTT in-flight messages per connection: 1 to 65,534")
         return mqtt_buf_bytes(len(topic), len(payload), len(prefix),
@@ -276,7 +280,7 @@ cdef class Engine:
     cdef void _mqtt_worker(self, Worker *w, int32_t index):
         cdef MqttWorker *m = &w.proto.mqtt
         (qos, retain, head, tail, has_slot, payload, prefix, username, password, keepalive,
-         version, inflight) = self.mqtt_objects
+         version, inflight, storm) = self.mqtt_objects
         m.qos = qos
         m.retain = retain
         m.topic_head = <const char *>head
@@ -297,6 +301,8 @@ cdef class Engine:
         m.version = version
         m.inflight = inflight
         m.limit_min = inflight
+        m.storm = storm
+        w.no_preconnect = storm
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]

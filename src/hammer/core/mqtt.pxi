@@ -40,6 +40,8 @@ cdef struct MqttWorker:              # a worker's MQTT settings (read-only once 
     uint32_t worker_index
     uint8_t version                  # 4: 3.1.1, 5: MQTT 5 (properties, reason codes)
     uint32_t inflight                # W: messages awaiting answers per connection
+    uint8_t storm                    # a request is a session: connect, CONNECT, done at
+                                     # CONNACK (its return code the status), DISCONNECT
     uint64_t limit_min               # the lowest limit a broker set (relaxed; W if none)
 
 
@@ -58,6 +60,7 @@ cdef struct MqttConn:                # a connection's MQTT state
     uint32_t limit                   # W, or less if the broker's Receive Maximum says so
     uint16_t packet_id               # the last one given
     uint8_t parked                   # all `limit` entries used: off the idle stack
+    int64_t seq                      # storm: the request's number (its client id)
     char pubrel[4]
 
 
@@ -116,9 +119,12 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
         flags |= 0x80
     if m.password != NULL:
         flags |= 0x40
-    # the client id: PREFIX-WORKER-CONN
-    id_len = m.client_prefix_len + 1 + mqtt_put_decimal(body, m.worker_index) + 1 + \
-        mqtt_put_decimal(body, <uint64_t>(c - w.conns))
+    # the client id: PREFIX-WORKER-CONN, or in a storm PREFIX-s-SEQ (a new one a session)
+    if m.storm:
+        id_len = m.client_prefix_len + 3 + mqtt_put_decimal(body, <uint64_t>c.proto.mqtt.seq)
+    else:
+        id_len = m.client_prefix_len + 1 + mqtt_put_decimal(body, m.worker_index) + 1 + \
+            mqtt_put_decimal(body, <uint64_t>(c - w.conns))
     rem = 10 + 2 + id_len + (1 if m.version == 5 else 0)
     if m.username != NULL:
         rem += 2 + m.username_len
@@ -139,12 +145,17 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
     n += mqtt_put_u16(out + n, id_len)
     memcpy(out + n, m.client_prefix, m.client_prefix_len)
     n += m.client_prefix_len
-    out[n] = 45                          # '-'
-    n += 1
-    n += mqtt_put_decimal(out + n, m.worker_index)
-    out[n] = 45
-    n += 1
-    n += mqtt_put_decimal(out + n, <uint64_t>(c - w.conns))
+    if m.storm:
+        memcpy(out + n, b"-s-", 3)
+        n += 3
+        n += mqtt_put_decimal(out + n, <uint64_t>c.proto.mqtt.seq)
+    else:
+        out[n] = 45                      # '-'
+        n += 1
+        n += mqtt_put_decimal(out + n, m.worker_index)
+        out[n] = 45
+        n += 1
+        n += mqtt_put_decimal(out + n, <uint64_t>(c - w.conns))
     if m.username != NULL:
         n += mqtt_put_u16(out + n, m.username_len)
         memcpy(out + n, m.username, m.username_len)
@@ -157,8 +168,15 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
 
 
 cdef void mqtt_prepare(Worker *w, Conn *c, int64_t seq) noexcept nogil:
-    """PUBLISH number `seq` (its slot in open loop): the topic's {slot} becomes seq."""
+    """PUBLISH number `seq` (its slot in open loop): the topic's {slot} becomes seq. In
+    a storm the request is the session itself: nothing to publish."""
     cdef MqttWorker *m = &w.proto.mqtt
+    if m.storm:
+        c.proto.mqtt.seq = seq
+        c.target = 0
+        c.wreq = c.proto.mqtt.buf
+        c.wlen = 0
+        return
     cdef char *out = c.proto.mqtt.buf
     cdef char digits[MQTT_SLOT_DIGITS]
     cdef size_t slot_len = 0, topic_len, rem, n
@@ -383,9 +401,33 @@ cdef int mqtt_receive_maximum(const char *buf, size_t at, size_t end) noexcept n
     return found if at == stop else -1
 
 
+cdef int mqtt_storm_done(Worker *w, Conn *c, uint8_t code, int64_t now) noexcept nogil:
+    """A storm's session answered: the request is done, with the CONNACK's return code
+    as its status (0 accepted, else refused and not ok); then DISCONNECT and close."""
+    cdef char packet[3]
+    if c.has_request:
+        emit_result(w, c, code, ERR_NONE, now)
+    if code == 0:
+        packet[0] = <char>(MQTT_DISCONNECT << 4)
+        packet[1] = 1 if w.proto.mqtt.version == 5 else 0
+        packet[2] = 0
+        if conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2) == 0:
+            # the broker closes after a DISCONNECT: wait for its FIN, so that the
+            # TIME_WAIT is the broker's, not one of our ports
+            c.state = CS_AWAIT_FIN
+            c.deadline_ns = now + FIN_WAIT_NS
+            return PROTO_CLOSED
+    conn_close(w, c)
+    return PROTO_CLOSED
+
+
 cdef int mqtt_session_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
     """Send CONNECT: 1 (wait for CONNACK), or -(error class)."""
     cdef size_t n = mqtt_build_connect(w, c)
+    if w.proto.mqtt.storm and c.has_request:
+        # a storm's request went out when its connection was begun: the uncorrected
+        # latency is connect + CONNECT + CONNACK, the send lag the generator's own delay
+        c.write_ns = c.setup_start_ns
     cdef int r = conn_write_all(w, c, c.proto.mqtt.buf, n)
     return r if r < 0 else 1
 
@@ -403,6 +445,8 @@ cdef int mqtt_session_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_
         return -ERR_PROTOCOL_ERROR
     used[0] = end
     # 3.1.1: flags, return code; 5: flags, reason code, properties
+    if w.proto.mqtt.storm:
+        return mqtt_storm_done(w, c, <uint8_t>buf[body + 1], now)
     if buf[body + 1] != 0:
         return -ERR_REFUSED          # the broker refused: bad credentials, client id, ...
     c.proto.mqtt.limit = w.proto.mqtt.inflight

@@ -45,6 +45,8 @@ cdef enum:  # what on_bytes and on_eof return; a negative value is -(error class
     PROTO_MORE = 0      # the response needs more bytes: those past *used are carried
     PROTO_DONE = 1      # the exchange is over and handled (the connection was reused,
                         # idled or closed by the protocol)
+    PROTO_CLOSED = 2    # session_bytes: the request ended with the session and the
+                        # protocol closed the connection (an MQTT connection storm)
 
 
 # prepare: choose what to send as request number `seq` (the slot, or the worker's count

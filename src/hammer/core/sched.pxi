@@ -23,6 +23,8 @@ cdef struct Worker:
     int64_t spin_ns              # poll without sleeping this long before each slot
     int64_t quantum_ns           # a timer wake for slots at most this often (0: one per slot)
     uint8_t defer_reads          # read at timer wakes, timed by the kernel's receive stamps
+    uint8_t no_preconnect        # every request opens its own connection (a connection
+                                 # storm): none is opened before the schedule starts
     int64_t request_budget       # closed loop: requests this worker may start (-1: no cap)
     int64_t connect_timeout_ns
     ProtoHooks proto_hooks       # the protocol's functions (HTTP_HOOKS)
@@ -289,6 +291,8 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
         w.conns[i].state = CS_CLOSED
         w.conns[i].next_free = w.unopened_head
         w.unopened_head = i
+    if w.no_preconnect:
+        return
     for i in range(w.n_conns):
         c = pop_unopened(w)
         conn_connect(w, c, now)
