@@ -40,8 +40,12 @@ class Broker:
             "max_queued_messages 0\n"
             "persistence false\n")
         self.log = directory / "mosquitto.log"
-        self._log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=self._log_file,
+        self._command = [binary, "-c", str(conf)]
+        self._start()
+
+    def _start(self) -> None:
+        self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self._command, stdout=self._log_file,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -54,6 +58,12 @@ class Broker:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"mosquitto did not start: {self.log.read_text(errors='replace')}")
+
+    def restart(self, pause_s: float = 0.2) -> None:
+        """Stop the broker (every session drops) and start it again on the same port."""
+        self.stop()
+        time.sleep(pause_s)
+        self._start()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

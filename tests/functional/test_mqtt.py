@@ -232,3 +232,33 @@ def test_a_storm_against_a_refusing_broker_counts_each_refusal(mosquitto: Any) -
     check_invariant(report)
     assert report.counts.completed == 50 and report.counts.ok == 0
     assert report.status == {"CONNACK 0x05 not authorized": 50}
+
+
+def test_keepalive_pings_keep_an_idle_session(mosquitto: Any) -> None:
+    """A message every 2 s with --keepalive 1s: mosquitto drops a session silent for
+    1.5 keep-alives, so only PINGREQs in between keep it (and the connection) alive."""
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/slow", rate="1/2s", duration="5s", qos=1,
+                        connections=1, keepalive="1s", client_id_prefix="ka")
+    check_invariant(report)
+    assert report.counts.ok == 3 and report.counts.error == 0
+    log = broker.log.read_text(errors="replace")
+    assert "ka-0-0 has exceeded timeout" not in log
+    assert log.count("New client connected") == 1       # one session the whole run
+
+
+def test_requests_waiting_for_a_reconnect_survive_a_broker_restart(mosquitto: Any) -> None:
+    """Sessions dropped by a broker restart are reopened for the requests that come next:
+    the CONNECT goes out apart from the PUBLISH already prepared for the connection (it
+    once overwrote it, and the broker saw two CONNECTs)."""
+    import threading
+
+    broker = mosquitto()
+    threading.Timer(1.0, broker.restart).start()
+    report = hammer.run(f"{broker.url}/restart", rate=20, duration="3s", qos=1,
+                        connections=2, timeout="1s")
+    check_invariant(report)
+    assert report.counts.scheduled == 60
+    assert report.counts.error <= 8                   # those in flight at the restart
+    assert report.counts.ok >= 52
+    assert "multiple CONNECT" not in broker.log.read_text(errors="replace")

@@ -303,6 +303,7 @@ cdef class Engine:
         m.limit_min = inflight
         m.storm = storm
         w.no_preconnect = storm
+        m.connect_at = mqtt_publish_bytes(len(head) + len(tail), len(payload))
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]

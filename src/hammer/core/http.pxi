@@ -118,3 +118,4 @@ HTTP_HOOKS.session_bytes = NULL
 HTTP_HOOKS.written = NULL
 HTTP_HOOKS.session_end = NULL
 HTTP_HOOKS.fail_held = NULL
+HTTP_HOOKS.idle_tick = NULL

@@ -21,6 +21,7 @@ cdef enum:
 
 
 cdef struct MqttWorker:              # a worker's MQTT settings (read-only once running)
+    size_t connect_at                # where a connection's CONNECT goes in its buffer
     uint8_t qos
     uint8_t retain
     const char *topic_head           # the topic before "{slot}" (all of it without one)
@@ -64,13 +65,17 @@ cdef struct MqttConn:                # a connection's MQTT state
     char pubrel[4]
 
 
+cdef size_t mqtt_publish_bytes(size_t topic_len, size_t payload_len) noexcept nogil:
+    """The largest PUBLISH: the first part of a connection's buffer."""
+    return 5 + 2 + topic_len + MQTT_SLOT_DIGITS + 2 + 1 + payload_len
+
+
 cdef size_t mqtt_buf_bytes(size_t topic_len, size_t payload_len, size_t prefix_len,
                            size_t username_len, size_t password_len) noexcept nogil:
-    """What a connection's buffer must hold: its largest PUBLISH or its CONNECT."""
-    cdef size_t publish = 5 + 2 + topic_len + MQTT_SLOT_DIGITS + 2 + payload_len
-    cdef size_t connect = 5 + 10 + 2 + prefix_len + 2 * MQTT_SLOT_DIGITS + 2 + 4 + \
-        username_len + password_len
-    return publish if publish > connect else connect
+    """A connection's buffer: its largest PUBLISH, then its CONNECT (apart: a request
+    prepared before its connection was opened must survive the CONNECT)."""
+    return mqtt_publish_bytes(topic_len, payload_len) + 5 + 11 + 2 + prefix_len + \
+        3 + 2 * MQTT_SLOT_DIGITS + 2 + 4 + username_len + password_len
 
 
 cdef inline size_t mqtt_put_length(char *p, size_t n) noexcept nogil:
@@ -112,7 +117,7 @@ cdef size_t mqtt_build_connect(Worker *w, Conn *c) noexcept nogil:
     """CONNECT (3.1.1, clean session) with this connection's client id, into c's buffer."""
     cdef MqttWorker *m = &w.proto.mqtt
     cdef char body[64]
-    cdef char *out = c.proto.mqtt.buf
+    cdef char *out = c.proto.mqtt.buf + m.connect_at
     cdef size_t id_len, rem, n = 0
     cdef uint8_t flags = 0x02
     if m.username != NULL:
@@ -299,6 +304,7 @@ cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *us
             return -ERR_PROTOCOL_ERROR
         at = end
         if ptype == MQTT_PINGRESP:
+            c.expecting = 0
             continue
         if end - body < 2:
             return -ERR_PROTOCOL_ERROR
@@ -424,11 +430,12 @@ cdef int mqtt_storm_done(Worker *w, Conn *c, uint8_t code, int64_t now) noexcept
 cdef int mqtt_session_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
     """Send CONNECT: 1 (wait for CONNACK), or -(error class)."""
     cdef size_t n = mqtt_build_connect(w, c)
+    cdef const char *packet = c.proto.mqtt.buf + w.proto.mqtt.connect_at
     if w.proto.mqtt.storm and c.has_request:
         # a storm's request went out when its connection was begun: the uncorrected
         # latency is connect + CONNECT + CONNACK, the send lag the generator's own delay
         c.write_ns = c.setup_start_ns
-    cdef int r = conn_write_all(w, c, c.proto.mqtt.buf, n)
+    cdef int r = conn_write_all(w, c, packet, n)
     return r if r < 0 else 1
 
 
@@ -504,6 +511,25 @@ cdef void mqtt_session_end(Worker *w, Conn *c) noexcept nogil:
     conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2)
 
 
+cdef void mqtt_idle_tick(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """Keep an idle session alive: a PINGREQ once half the keep-alive passed without a
+    packet from us (the broker drops a session silent for 1.5 keep-alives)."""
+    cdef char ping[2]
+    cdef int64_t every_ns = <int64_t>w.proto.mqtt.keepalive_s * 500000000
+    if every_ns == 0 or c.expecting or now - c.active_ns < every_ns:
+        return
+    ping[0] = <char>0xC0
+    ping[1] = 0
+    if conn_write_all(w, c, ping, 2) < 0:
+        if c.held:
+            conn_fail(w, c, ERR_SOCKET_ERROR, now)
+        else:
+            conn_close(w, c)
+        return
+    c.active_ns = now
+    c.expecting = 1
+
+
 cdef ProtoHooks MQTT_HOOKS
 MQTT_HOOKS.prepare = mqtt_prepare
 MQTT_HOOKS.begin = mqtt_begin
@@ -514,3 +540,4 @@ MQTT_HOOKS.session_bytes = mqtt_session_bytes
 MQTT_HOOKS.written = mqtt_written
 MQTT_HOOKS.session_end = mqtt_session_end
 MQTT_HOOKS.fail_held = mqtt_fail_held
+MQTT_HOOKS.idle_tick = mqtt_idle_tick

@@ -75,6 +75,9 @@ ctypedef void (*proto_session_end_fn)(Worker *w, Conn *c) noexcept nogil
 #   (MQTT with several messages in flight): end each in `error`, and set c.held to 0.
 ctypedef void (*proto_fail_held_fn)(Worker *w, Conn *c, uint8_t error,
                                     int64_t now) noexcept nogil
+# idle_tick: the timeouts sweep found c idle with its session open (MQTT: a PINGREQ when
+#   the keep-alive is due; the answer is awaited with c.expecting set).
+ctypedef void (*proto_idle_tick_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
 
 
 cdef struct ProtoHooks:
@@ -87,3 +90,4 @@ cdef struct ProtoHooks:
     proto_written_fn written
     proto_session_end_fn session_end
     proto_fail_held_fn fail_held
+    proto_idle_tick_fn idle_tick

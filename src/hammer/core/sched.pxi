@@ -216,6 +216,9 @@ cdef void sweep_timeouts(Worker *w, int64_t now) noexcept nogil:
             conn_close(w, c)
         elif c.state == CS_AWAIT_FIN and now >= c.deadline_ns:
             conn_close(w, c)  # the server never closed: close from our side
+        elif (w.proto_hooks.idle_tick != NULL and c.session_open
+              and (c.state == CS_IDLE or c.held)):
+            w.proto_hooks.idle_tick(w, c, now)
     if w.open_loop and w.starved:
         dispatch_open(w, now)
 
