@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from hammer.errors import ConfigError
 
-START_LEAD_S = 1.5          # the shards start this long after the last pre-flight answer
+START_LEAD_S = 2.5          # the shards start this long after the last pre-flight answer
 LATE_START_LIMIT_S = 1.0    # a shard task starting later than this after the instant refuses
 PREFLIGHT_TIMEOUT_S = 60.0
 WAIT_EXTRA_S = 10.0         # beyond the plan's duration and timeout, before a part is lost

@@ -332,12 +332,22 @@ def make_plan(
 def start_ns_for(start_at: float | None, now_ns: int, delay_ns: int) -> int:
     """When slot 0 is due on CLOCK_MONOTONIC: `delay_ns` from now, or at the wall-clock
     instant `start_at` (seconds since the epoch, as time.time()) when one was agreed,
-    waited for on this host's monotonic clock (at once if it has passed)."""
+    waited for on this host's monotonic clock. An instant already past stays the anchor:
+    the shards' schedules stay interleaved, and the slots already due go out late."""
     import time
 
     if start_at is None:
         return now_ns + delay_ns
-    return now_ns + max(int((start_at - time.time()) * 1e9), 0)
+    # the wall clock read between two monotonic reads, the closest pair of a few: a
+    # preemption between the reads would shift this shard's schedule against the others'
+    best_gap_ns, mono_ns, wall_ns = 1 << 62, 0, 0
+    for _ in range(5):
+        m0 = time.monotonic_ns()
+        wall = time.time_ns()
+        m1 = time.monotonic_ns()
+        if m1 - m0 < best_gap_ns:
+            best_gap_ns, mono_ns, wall_ns = m1 - m0, (m0 + m1) // 2, wall
+    return mono_ns + round(start_at * 1e9) - wall_ns
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:

@@ -129,7 +129,8 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
             engine.stop(2)
             break
         await asyncio.sleep(0.001)
-    start_ns = start_ns_for(start_at, _core.monotonic_ns(), START_DELAY_NS)
+    go_ns = _core.monotonic_ns()
+    start_ns = start_ns_for(start_at, go_ns, START_DELAY_NS)
     engine.go_at(start_ns)
     stop_level_sent = 0
     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
@@ -174,6 +175,9 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
         report.notes.append(f"{config.threads} worker threads share {usable_cpus()} CPU(s): "
                             f"{batch} ran as SCHED_BATCH, so that a wake-up of one does not "
                             "preempt another mid-batch")
+    if go_ns > start_ns:
+        report.notes.append(f"ready {(go_ns - start_ns) / 1e6:,.1f} ms after the agreed start "
+                            "instant: the slots due by then went out late")
     limit = engine.counters().get("mqtt_inflight_limit")
     asked = getattr(config, "inflight", 1)
     if limit is not None and limit < asked:
