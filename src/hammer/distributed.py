@@ -244,16 +244,12 @@ def _planned_slots(sealed: Sealed, shard: tuple[int, int]) -> int | None:
     return total
 
 
-def _budget_s(sealed: Sealed) -> float:
-    """How long the client waits for the shards' reports."""
-    from hammer.runner import configure
-
-    longest = 0.0
+def _budget_s(sealed: Sealed, plans: list[Any]) -> float:
+    """How long the client waits for the shards' reports (plans: each run's, in order)."""
     offsets = ([start_ns for _, start_ns, _ in sealed.workloads] if sealed.workloads
                else [0])
-    for options, offset_ns in zip(sealed.each(), offsets, strict=True):
-        plan = configure(**options).plan
-        longest = max(longest, (offset_ns + (plan.duration_ns or 0) + plan.timeout_ns) / 1e9)
+    longest = max((offset_ns + (plan.duration_ns or 0) + plan.timeout_ns) / 1e9
+                  for plan, offset_ns in zip(plans, offsets, strict=True))
     return START_LEAD_S + longest + WAIT_EXTRA_S
 
 
@@ -303,8 +299,8 @@ def run_sealed(sealed: Sealed, client: Any, timing: dict[str, float] | None = No
     from hammer.results import add_lost_parts, merge_reports
     from hammer.runner import configure
 
-    for options in sealed.each():
-        configure(**options)               # usage errors here, before any worker is asked
+    # usage errors here, before any worker is asked
+    plans = [configure(**options).plan for options in sealed.each()]
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         raise ClusterError("the Dask cluster has no workers")
@@ -335,7 +331,7 @@ def run_sealed(sealed: Sealed, client: Any, timing: dict[str, float] | None = No
                              workers=[addr], allow_other_workers=False, pure=False,
                              retries=0)
                for shard, addr in zip(shards, workers, strict=True)]
-    budget_s = _budget_s(sealed)
+    budget_s = _budget_s(sealed, plans)
     not_done = _wait_for_parts(client, futures, workers, budget_s)
     reports, names, lost = [], [], []
     for future, shard, addr in zip(futures, shards, workers, strict=True):

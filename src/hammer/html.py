@@ -20,17 +20,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hammer.units import format_bytes, format_count, format_duration_ns, format_rate
+from hammer.figures import LATENCY_KEYS as _LATENCY_KEYS
+from hammer.figures import LATENCY_ROWS as _LATENCY_ROWS
+from hammer.figures import count as _count
+from hammer.figures import mapping as _mapping
+from hammer.figures import ms as _ms
+from hammer.figures import num as _num
+from hammer.figures import rate as _rate
+from hammer.figures import seconds as _seconds
+from hammer.figures import status_sort_key as _status_sort_key
+from hammer.units import format_bytes, format_rate
 
 __all__ = ["render_html", "write_html_atomic"]
 
-# Latency statistics in table order (as the text report), and the report's groups.
-_LATENCY_KEYS: tuple[str, ...] = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
-_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
-    ("corrected", "latency_ms"),
-    ("uncorrected", "latency_uncorrected_ms"),
-    ("send lag", "send_lag_ms"),
-)
 # report["histograms"] keys (base64 V2-compressed HdrHistograms, ns) -> spectrum series
 _HISTOGRAM_SERIES: tuple[tuple[str, str, str], ...] = (
     # (histograms key, summary key, legend)
@@ -70,35 +72,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: Any) -> float | None:
-    """``value`` as a finite float, or None (missing, None, NaN, infinite, not a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _sequence(value: Any) -> Sequence[Any]:
     return value if isinstance(value, list | tuple) else ()
 
 
-def _count(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else format_count(round(number))
 
 
-def _rate(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else format_rate(number)
 
 
-def _seconds(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else format_duration_ns(number * 1e9)
 
 
 def _bytes(value: Any) -> str:
@@ -106,16 +91,6 @@ def _bytes(value: Any) -> str:
     return "-" if number is None else format_bytes(int(number))
 
 
-def _ms(value: Any) -> str:
-    """A latency in milliseconds, as the text report's table shows it."""
-    number = _num(value)
-    if number is None:
-        return "-"
-    if abs(number) < 10_000:
-        return f"{number:.3f}"
-    if abs(number) < 10_000_000:
-        return f"{number:.1f}"
-    return f"{number:.3g}"
 
 
 def _share(part: Any, whole: Any) -> str:
@@ -129,8 +104,6 @@ def _share(part: Any, whole: Any) -> str:
     return f"{share:.3g}%" if share >= 0.01 else "<0.01%"
 
 
-def _status_sort_key(code: str) -> tuple[int, str]:
-    return (int(code), code) if code.isdigit() else (10**9, code)
 
 
 # --------------------------------------------------------------------------- axes

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from hammer.config import RunConfig, Target, TlsOptions, _ip, _resolve
+from hammer.config import RunConfig, Target, TlsOptions, _resolve
 from hammer.errors import ConfigError
-from hammer.plan import MQTT_OPTIONS, is_mqtt_url, make_plan
+from hammer.plan import MQTT_OPTIONS, is_mqtt_url, plan_from_options, plan_option_names
 from hammer.units import parse_size
 
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
@@ -183,18 +182,7 @@ def make_mqtt_target(url: str) -> tuple[Target, str, str | None, str | None]:
 def make_mqtt_config(
     url: str,
     *,
-    rate: str | float | int | Fraction | None = None,
-    connections: str | int | None = None,
-    threads: str | int = 1,
-    duration: str | float | int | None = None,
-    requests: str | int | None = None,
-    timeout: str | float | int = "10s",
-    spin: str | float | int | None = None,
-    pacing: str | None = None,
-    seed: int = 1,
-    arrivals: str = "uniform",
     connect_timeout: str | float | int | None = None,
-    shard: str | tuple[int, int] | None = None,
     qos: int | str = 1,
     payload: str | None = None,
     payload_file: str | None = None,
@@ -212,8 +200,10 @@ def make_mqtt_config(
     cert: str | None = None,
     key: str | None = None,
     sni: str | None = None,
+    **plan_options: Any,
 ) -> MqttConfig:
-    """Validate the options of an MQTT run into an MqttConfig (ConfigError: one line)."""
+    """Validate the options of an MQTT run into an MqttConfig (ConfigError: one line).
+    plan_options are run()'s (rate, connections, duration, ...: plan_option_names())."""
     from hammer.config import _tls
     from hammer.plan import as_count, as_ns
 
@@ -223,9 +213,7 @@ def make_mqtt_config(
         qos_n = -1
     if qos_n not in (0, 1, 2):
         raise ConfigError(f"--qos {qos!r}: 0, 1 or 2")
-    plan = make_plan(rate=rate, arrivals=arrivals, duration=duration, requests=requests,
-                     concurrency=connections, threads=threads, timeout=timeout, spin=spin,
-                     pacing=pacing, seed=seed, shard=shard)
+    plan = plan_from_options(plan_options)
     window = as_count(inflight, "inflight") or 1
     if window > MAX_INFLIGHT:
         raise ConfigError(f"--inflight {window:,}: at most {MAX_INFLIGHT:,} per connection")
@@ -262,8 +250,6 @@ def make_mqtt_config(
     pw = password if password is not None else url_password
     if pw is not None and user is None:
         raise ConfigError("an MQTT password needs a user name")
-    if _ip(target.address) is None:
-        raise ConfigError(f"cannot resolve host {target.host!r}")
     method = "CONNECT" if storm else f"PUBLISH qos{qos_n}"
     return MqttConfig(
         target=target, plan=plan.with_concurrency(n_conns), method=method,
@@ -285,7 +271,8 @@ def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:
     errors."""
     import inspect
 
-    allowed = set(inspect.signature(make_mqtt_config).parameters) - {"url"}
+    allowed = (set(inspect.signature(make_mqtt_config).parameters) - {"url", "plan_options"}
+               | plan_option_names())
     extra = sorted(k for k in options if k not in allowed)
     if extra:
         raise ConfigError(f"--{extra[0].replace('_', '-')} is for HTTP, not an mqtt:// URL")

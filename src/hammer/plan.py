@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from hammer import pacer, units
 from hammer.errors import ConfigError
@@ -327,6 +328,22 @@ def make_plan(
                 threads=n_threads, timeout_ns=timeout_ns, spin_ns=spin_ns,
                 quantum_ns=quantum_ns, seed=int(seed), shard_index=shard_index,
                 shard_count=shard_count)
+
+
+def plan_option_names() -> frozenset[str]:
+    """run()'s options that make a plan: make_plan's, `connections` for `concurrency`."""
+    import inspect
+
+    names = set(inspect.signature(make_plan).parameters) - {"concurrency"}
+    return frozenset(names | {"connections"})
+
+
+def plan_from_options(options: Mapping[str, Any]) -> Plan:
+    """make_plan from run()'s plan options (plan_option_names())."""
+    kwargs = dict(options)
+    if "connections" in kwargs:
+        kwargs["concurrency"] = kwargs.pop("connections")
+    return make_plan(**kwargs)
 
 
 def start_ns_for(start_at: float | None, now_ns: int, delay_ns: int) -> int:

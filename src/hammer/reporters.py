@@ -19,7 +19,14 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hammer.units import format_bytes, format_count, format_duration_ns, format_rate
+from hammer.figures import LATENCY_KEYS, LATENCY_ROWS, status_sort_key
+from hammer.figures import count as _count
+from hammer.figures import mapping as _mapping
+from hammer.figures import ms as _ms
+from hammer.figures import num as _num
+from hammer.figures import rate as _rate
+from hammer.figures import seconds as _seconds
+from hammer.units import format_bytes, format_rate
 
 __all__ = ["CSV_COLUMNS", "MAX_WIDTH", "render_csv", "render_json", "render_text",
            "write_csv_atomic", "write_json_atomic"]
@@ -31,13 +38,6 @@ CSV_COLUMNS = ("t_s", "target_rps", "sent", "completed", "ok", "errors", "p50_ms
 #: Maximum width of a line of the text report.
 MAX_WIDTH = 100
 
-# Latency statistics, in report order, with their column headers.
-_LATENCY_KEYS: tuple[str, ...] = ("min", "mean", "p50", "p90", "p99", "p99.9", "max")
-_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
-    ("corrected", "latency_ms"),
-    ("uncorrected", "latency_uncorrected_ms"),
-    ("send lag", "send_lag_ms"),
-)
 MAX_TEXT_ERROR_SAMPLES = 3  # the JSON keeps more, with whole tracebacks
 _LABEL_WIDTH = 12  # "  requests    " -> 2 spaces indent + label padded to 12
 _TABLE_LABEL_WIDTH = 13
@@ -47,42 +47,14 @@ _TABLE_COLUMN_WIDTH = 9
 # --------------------------------------------------------------------------- helpers
 
 
-def _num(value: Any) -> float | None:
-    """``value`` as a finite float, or None (missing, None, NaN, infinite, not a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
 
 
-def _count(value: Any) -> str:
-    """A count with thousands separators; ``-`` when absent or not a number."""
-    number = _num(value)
-    if number is None:
-        return "-"
-    return format_count(int(value) if isinstance(value, int) else round(number))
 
 
-def _seconds(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else format_duration_ns(number * 1e9)
 
 
-def _rate(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else format_rate(number)
 
 
-def _ms(value: Any) -> str:
-    """A latency in milliseconds for the table: at most 9 characters, ``-`` when None."""
-    number = _num(value)
-    if number is None:
-        return "-"
-    if abs(number) < 10_000:
-        return f"{number:.3f}"
-    if abs(number) < 10_000_000:
-        return f"{number:.1f}"
-    return f"{number:.3g}"
 
 
 def _plural(n: Any, word: str) -> str:
@@ -134,13 +106,10 @@ def _wrapped(prefix: str, text: str) -> list[str]:
     ) or [prefix.rstrip()]
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _status_sort_key(item: tuple[str, Any]) -> tuple[int, str]:
-    code = item[0]
-    return (int(code), code) if code.isdigit() else (10**9, code)
+    return status_sort_key(item[0])
 
 
 CONNECTION_KINDS = ("http", "mqtt")    # kinds whose concurrency is connections
@@ -197,13 +166,13 @@ def _latency_table(report: Mapping[str, Any]) -> list[str]:
     width = _TABLE_COLUMN_WIDTH
     lines = [
         f"  {'latency (ms)':<{_TABLE_LABEL_WIDTH}}"
-        + "".join(f"{key:>{width}}" for key in _LATENCY_KEYS)
+        + "".join(f"{key:>{width}}" for key in LATENCY_KEYS)
     ]
-    for label, key in _LATENCY_ROWS:
+    for label, key in LATENCY_ROWS:
         stats = _mapping(report.get(key))
         lines.append(
             f"  {label:<{_TABLE_LABEL_WIDTH}}"
-            + "".join(f"{_ms(stats.get(stat)):>{width}}" for stat in _LATENCY_KEYS)
+            + "".join(f"{_ms(stats.get(stat)):>{width}}" for stat in LATENCY_KEYS)
         )
     return lines
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import os
 import signal
 import sys
@@ -25,7 +24,7 @@ from hammer.config import RunConfig, make_config
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers.python import HammerConfig
 from hammer.metrics import Report, Totals, build_report
-from hammer.plan import make_plan, start_ns_for, usable_cpus
+from hammer.plan import plan_from_options, plan_option_names, start_ns_for, usable_cpus
 
 # Each wake of this loop costs 150-400 us of CPU on the VMs we measure on (Python with
 # cold caches, mostly), taken from a worker when they share a CPU: at 20k req/s, waking
@@ -217,8 +216,7 @@ async def _run_with_signals(config: RunConfig | HammerConfig, progress: Progress
             loop.remove_signal_handler(signum)
 
 
-# run() options that make a plan (make_plan's, with the CLI's name for concurrency)
-PLAN_OPTIONS = ({*inspect.signature(make_plan).parameters} - {"concurrency"}) | {"connections"}
+PLAN_OPTIONS = plan_option_names()      # run() options that make a plan
 
 
 def configure(url: str | None = None, *, hammer: Any = None,
@@ -253,10 +251,7 @@ def configure(url: str | None = None, *, hammer: Any = None,
     if extra:
         flag = "--" + extra[0].replace("_", "-")
         raise ConfigError(f"{flag} is for the HTTP kind, not a Python hammer")
-    plan_options = {k: v for k, v in options.items() if k in PLAN_OPTIONS}
-    if "connections" in plan_options:
-        plan_options["concurrency"] = plan_options.pop("connections")
-    plan = make_plan(**plan_options)
+    plan = plan_from_options(options)
     if isinstance(hammer, str | type):
         instance = make_hammer(hammer, hammer_config)
     else:

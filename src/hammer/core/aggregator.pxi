@@ -308,13 +308,6 @@ cdef class Aggregator:
             out["other"] = self.error_counts[<int>ERR_OTHER]
         return out
 
-    def second_counts(self, int64_t i) -> list:
-        """Second i's corrected-latency histogram: [(lowest value of bucket, count)] for
-        every non-empty bucket (2 significant digits), e.g. for an .hlog interval."""
-        if i < 0 or i >= self.n_seconds or self.seconds[i].latency.counts == NULL:
-            return []
-        return hist_nonzero(&self.seconds[i].latency)
-
     def second_state(self, int64_t i) -> dict | None:
         """Second i's corrected-latency histogram as Histogram.state() gives it (None
         without completions)."""

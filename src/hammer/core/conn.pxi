@@ -49,7 +49,6 @@ cdef struct Conn:
     uint32_t held            # written requests the protocol holds, awaiting answers
                              # (MQTT --inflight); always 0 for HTTP
     uint8_t expecting        # the protocol awaits an answer of its own (MQTT PINGRESP)
-    int64_t active_ns        # when the protocol last wrote on this socket
     char *carry              # the bytes of a partial frame, kept for the next read
     uint32_t carry_len
     uint32_t carry_cap
@@ -187,7 +186,6 @@ cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
     cdef ssize_t n
     if c.wpos == 0:
         c.write_ns = clock_ns()
-        c.active_ns = c.write_ns
         if c.intended_ns == 0:
             c.intended_ns = c.write_ns  # closed loop: no schedule, measured from the write
         c.deadline_ns = c.write_ns + w.timeout_ns
@@ -229,7 +227,6 @@ cdef void conn_connect(Worker *w, Conn *c, int64_t now) noexcept nogil:
     c.session_open = 0
     c.held = 0
     c.expecting = 0
-    c.active_ns = now
     c.deadline_ns = now + w.connect_timeout_ns
     c.setup_start_ns = now
     if c.fd < 0:

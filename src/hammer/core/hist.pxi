@@ -194,33 +194,6 @@ cdef class Histogram:
     def record(self, int64_t value_ns) -> None:
         hist_record(&self.h, value_ns)
 
-    def load(self, counts, int64_t min_ns, int64_t max_ns, double sum_ns,
-             int64_t clamped=0) -> None:
-        """Add saved counts [(value, count)] (values as nonzero_counts gives them, or any
-        value of the same bucket) and merge their exact min, max, sum and clamped count."""
-        cdef int64_t value, count
-        cdef int32_t i
-        cdef int64_t added = 0
-        for value, count in counts:
-            if count <= 0:
-                continue
-            if value < 0 or value > self.h.highest_trackable:
-                raise ValueError(f"value {value} outside the histogram's range")
-            i = hist_index(&self.h, value)
-            if i < 0 or i >= self.h.counts_len:
-                raise ValueError(f"value {value} outside the histogram's range")
-            self.h.counts[i] += count
-            added += count
-        if added == 0:
-            return
-        self.h.total_count += added
-        self.h.sum_value += sum_ns
-        self.h.clamped += clamped
-        if min_ns < self.h.min_value:
-            self.h.min_value = min_ns
-        if max_ns > self.h.max_value:
-            self.h.max_value = max_ns
-
     def add_counts(self, const unsigned char[::1] raw, int64_t min_ns, int64_t max_ns,
                    double sum_ns, int64_t clamped=0) -> None:
         """Add a whole counts array of the same layout (an hdrh histogram's `counts`, made

@@ -61,6 +61,7 @@ cdef struct MqttConn:                # a connection's MQTT state
     uint32_t limit                   # W, or less if the broker's Receive Maximum says so
     uint16_t packet_id               # the last one given
     uint8_t parked                   # all `limit` entries used: off the idle stack
+    int64_t active_ns                # when it last wrote a packet (keep-alive pings)
     int64_t seq                      # storm: the request's number (its client id)
     char pubrel[4]
 
@@ -436,6 +437,7 @@ cdef int mqtt_session_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
         # latency is connect + CONNECT + CONNACK, the send lag the generator's own delay
         c.write_ns = c.setup_start_ns
     cdef int r = conn_write_all(w, c, packet, n)
+    c.proto.mqtt.active_ns = now
     return r if r < 0 else 1
 
 
@@ -475,6 +477,7 @@ cdef int mqtt_written(Worker *w, Conn *c, int64_t now) noexcept nogil:
     full (then it is parked until an answer frees an entry)."""
     cdef MqttConn *mc = &c.proto.mqtt
     cdef MqttHeld *e
+    mc.active_ns = c.write_ns
     set_mask(w, c, EPOLLIN)
     if w.proto.mqtt.qos == 0:
         emit_result(w, c, 0, ERR_NONE, now)
@@ -516,7 +519,7 @@ cdef void mqtt_idle_tick(Worker *w, Conn *c, int64_t now) noexcept nogil:
     packet from us (the broker drops a session silent for 1.5 keep-alives)."""
     cdef char ping[2]
     cdef int64_t every_ns = <int64_t>w.proto.mqtt.keepalive_s * 500000000
-    if every_ns == 0 or c.expecting or now - c.active_ns < every_ns:
+    if every_ns == 0 or c.expecting or now - c.proto.mqtt.active_ns < every_ns:
         return
     ping[0] = <char>0xC0
     ping[1] = 0
@@ -526,7 +529,7 @@ cdef void mqtt_idle_tick(Worker *w, Conn *c, int64_t now) noexcept nogil:
         else:
             conn_close(w, c)
         return
-    c.active_ns = now
+    c.proto.mqtt.active_ns = now
     c.expecting = 1
 
 

@@ -69,32 +69,12 @@ cdef struct Worker:
     uint64_t finished
 
 
-cdef void emit_result(Worker *w, Conn *c, int32_t status, uint8_t error,
-                      int64_t now) noexcept nogil:
-    """Hand one request's outcome to the aggregator; waits (never drops) if the ring is full."""
-    cdef Result res
-    res.intended_ns = c.intended_ns
-    res.write_ns = c.write_ns
-    res.done_ns = now
-    res.status = <int16_t>status
-    res.error = error
-    res.flags = RF_LATE if c.late else 0
-    res.target = c.target
-    while not ring_push(&w.ring, &res):
-        counter_add(&w.ring_full_waits, 1)
-        sleep_ns(RING_FULL_BACKOFF_NS)
-    if (w.ring.head & (w.ring.mask >> 2)) == 0:
-        # a quarter of the ring filled since the last call: have it drained now, not at
-        # the control loop's next timed wake (which may be too far off at high rates)
-        eventfd_write(w.wake_fd, 1)
-    c.has_request = 0
-    w.inflight -= 1
-
-
-cdef void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t late,
-                    uint32_t target, int32_t status, uint8_t error, int64_t now) noexcept nogil:
-    """Hand the outcome of a request a protocol held after its write (emit_result's
-    twin for requests no longer on their connection)."""
+cdef inline void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t late,
+                           uint32_t target, int32_t status, uint8_t error,
+                           int64_t now) noexcept nogil:
+    """Hand one request's outcome to the aggregator; waits (never drops) if the ring is
+    full. A request a protocol held after its write (MQTT --inflight) has left its
+    connection: its stamps come from the protocol."""
     cdef Result res
     res.intended_ns = intended_ns
     res.write_ns = write_ns
@@ -107,8 +87,17 @@ cdef void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t la
         counter_add(&w.ring_full_waits, 1)
         sleep_ns(RING_FULL_BACKOFF_NS)
     if (w.ring.head & (w.ring.mask >> 2)) == 0:
+        # a quarter of the ring filled since the last call: have it drained now, not at
+        # the control loop's next timed wake (which may be too far off at high rates)
         eventfd_write(w.wake_fd, 1)
     w.inflight -= 1
+
+
+cdef inline void emit_result(Worker *w, Conn *c, int32_t status, uint8_t error,
+                             int64_t now) noexcept nogil:
+    """The outcome of the request on c."""
+    emit_held(w, c.intended_ns, c.write_ns, c.late, c.target, status, error, now)
+    c.has_request = 0
 
 
 cdef inline void assign_request(Worker *w, Conn *c, int64_t intended_ns, uint8_t late,

@@ -6,7 +6,8 @@
 cdef class SlotTimer:
     """Slot k of a schedule is due at intended_ns(k); arm_at() sets the timerfd (fileno())
     to fire at an absolute time; clear() reads it after it fired. In a shard (k of N),
-    local slot j is the schedule's slot_of(j) = k + j*N, and n_slots counts local slots."""
+    local slot j is the schedule's first_slot + j * slot_stride (k + jN), and n_slots counts
+    local slots."""
 
     cdef Pacer pacer
     cdef int fd
@@ -59,10 +60,6 @@ cdef class SlotTimer:
     cpdef int64_t intended_ns(self, int64_t slot):
         """When local slot `slot` is due (absolute CLOCK_MONOTONIC ns); slots only grow."""
         return pacer_intended_ns(&self.pacer, self.first_slot + slot * self.slot_stride)
-
-    cpdef int64_t slot_of(self, int64_t slot):
-        """The schedule's slot number of local slot `slot`."""
-        return self.first_slot + slot * self.slot_stride
 
     cpdef void arm_at(self, int64_t when_ns):
         """Fire at when_ns (absolute; a time already past fires at once)."""

@@ -108,7 +108,8 @@ class _Driver:
         self.record = aggregator.record_one
         self.timer = timer
         self.intended = timer.intended_ns
-        self.slot_of = timer.slot_of
+        # a shard's local slot j is the schedule's first + j * stride
+        self.slot_first, self.slot_stride = timer.first_slot, timer.slot_stride
         self.open_loop = plan.open_loop
         self.n_slots = timer.n_slots
         self.budget = plan.requests
@@ -248,7 +249,7 @@ class _Driver:
     # ------------------------------------------------------------------ hits
 
     def _start_hit(self, local_slot: int, intended_ns: int, late: bool, now: int) -> None:
-        slot = self.slot_of(local_slot)  # the schedule's number (a shard's are k + jN)
+        slot = self.slot_first + local_slot * self.slot_stride  # the schedule's number
         task = self.loop.create_task(self.hit(slot, intended_ns, late))
         self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
 
