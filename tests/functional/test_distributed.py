@@ -77,11 +77,14 @@ def test_a_cluster_run_is_the_plan_whole_and_merged_exactly(target_server: Any,
 
 
 def _gap_spread_ms(arrivals_ns: list[int], rate: int) -> float:
-    """The 90th percentile of how far each inter-arrival gap is from the schedule's."""
+    """The median of how far each inter-arrival gap is from the schedule's period. Two
+    shards offset by d make every gap period +- d (median d); a late wake-up on this VM
+    moves a few gaps a lot, which the median ignores (a 90th percentile did not: a
+    single host's was 0.07 ms in one CI run and 0.82 ms in another)."""
     arrivals = sorted(arrivals_ns)
     gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(arrivals)]
     period_ms = 1000 / rate
-    return statistics.quantiles([abs(g - period_ms) for g in gaps], n=10)[-1]
+    return statistics.median(abs(g - period_ms) for g in gaps)
 
 
 def test_merged_sends_are_as_even_as_one_hosts(target_server: Any, client: Any) -> None:
@@ -94,8 +97,8 @@ def test_merged_sends_are_as_even_as_one_hosts(target_server: Any, client: Any) 
     arrivals = server.arrivals()
     assert len(arrivals) == 2 * rate
     sharded = _gap_spread_ms(arrivals, rate)
-    # interleaved slot by slot, the two workers' sends are spaced like one host's (a
-    # clumped merge, each worker bursting at once, would put gaps near 0 and 2 periods)
+    # interleaved slot by slot, the two workers' sends are spaced like one host's (two
+    # shards offset by more than 0.3 ms of the 2 ms period would show it)
     assert sharded <= max(2 * single, 0.3), (sharded, single)
 
 
