@@ -52,6 +52,20 @@ def test_a_send_counts_in_the_second_it_was_due_and_completions_where_they_end()
     assert [row["completed"] for row in series] == [0, 1, 0, 0, 1]
 
 
+def test_a_send_written_after_the_load_phase_counts_in_its_last_second() -> None:
+    """A closed-loop request started just before the end is measured from its write; a
+    write past the end (a reconnect, a preemption) still counts in the last second, so
+    the rows add up to the run's sends (CI once saw 63,832 of 63,833)."""
+    agg = _core.Aggregator()
+    agg.start_ns = START
+    agg.end_ns = START + 2 * S
+    agg.record_one(START + 2 * S + 40_000, START + 2 * S + 40_000, START + 2 * S + 90_000)
+    agg.record_one(START + S, START + S, START + S + 10)
+    series = agg.time_series(2)
+    assert [row["sent"] for row in series] == [0, 2]
+    assert sum(row["sent"] for row in series) == agg.sent
+
+
 def test_ok_table_and_flags() -> None:
     agg = _core.Aggregator(ok_statuses=[200, 404])
     agg.record_one(START, START, START + 10, status=200)

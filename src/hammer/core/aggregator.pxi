@@ -49,6 +49,7 @@ cdef class Aggregator:
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
+    cdef public int64_t end_ns               # the load phase's end (0: no duration)
 
     def __cinit__(self, int n_targets=1, ok_statuses=None, target_groups=None):
         """n_targets: rows of the per-target breakdown (one per request; with
@@ -81,6 +82,7 @@ cdef class Aggregator:
         self.seconds = NULL
         self.n_seconds = 0
         self.start_ns = 0
+        self.end_ns = 0
         if n_targets > 1:
             self.n_targets = min(n_targets, MAX_TARGET_BREAKDOWN)
             self.targets = <TargetStats *>calloc(self.n_targets, sizeof(TargetStats))
@@ -156,7 +158,10 @@ cdef class Aggregator:
                 t.sent += 1
             # by the second it was due in, so that each second's achieved rate answers its
             # target and a late last send still counts within the load phase
-            sec = self.second(r.intended_ns)
+            # a closed-loop request started before the end but written after it (its
+            # connect, a preemption) is measured from its write: count it in the last second
+            sec = self.second(r.intended_ns if self.end_ns == 0 or r.intended_ns < self.end_ns
+                              else self.end_ns - 1)
             if sec != NULL:
                 sec.sent += 1
         if r.flags & RF_LATE:
@@ -271,6 +276,7 @@ cdef class Aggregator:
                 self.error_counts[self.register_error(name)] += other.error_counts[k]
         if self.start_ns == 0:
             self.start_ns = other.start_ns
+            self.end_ns = other.end_ns
         if other.n_seconds and self.reserve_seconds(other.n_seconds) != 0:
             raise MemoryError()
         for i in range(min(other.n_seconds, self.n_seconds)):

@@ -340,6 +340,7 @@ cdef class Engine:
         self.start_ns = start_ns
         self.aggregator.start_ns = start_ns
         if self.n_workers > 0 and self.workers[0].duration_ns > 0:
+            self.aggregator.end_ns = start_ns + self.workers[0].duration_ns
             self.aggregator.reserve_seconds(self.workers[0].duration_ns // 1000000000 + 2)
         for i in range(self.n_workers):
             self.workers[i].pacer.start_ns = start_ns
