@@ -4,6 +4,7 @@ that every MQTT test compares with hammer's own counts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -165,3 +166,162 @@ class Subscriber:
         self._stop = True
         self._thread.join(5)
         self.sock.close()
+
+
+class CountingBroker:
+    """A minimal MQTT 3.1.1 broker of our own on 127.0.0.1, port 0: it accepts every
+    session and acknowledges every PUBLISH (PUBACK; PUBREC, then PUBCOMP for PUBREL), and
+    counts the PUBLISH packets of each connection, parsing every byte (anything malformed
+    is recorded in `errors`). `stall_s` makes each connection stop reading for that long
+    after its CONNACK, so a fast publisher fills the socket buffers: its writes go out in
+    part and must resume when the socket drains.
+
+    A SUBSCRIBE (any filter) makes a connection a subscriber: every PUBLISH is delivered
+    to it at QoS 0, with faults on purpose, per publishing connection: `drop_every` N
+    drops each Nth message, `duplicate_every` N delivers each Nth twice, `swap` delivers
+    each pair of messages in reverse order (a lone last one at its DISCONNECT).
+    `refuse_subscribe` answers every SUBSCRIBE with the failure code 0x80."""
+
+    def __init__(self, *, stall_s: float = 0.0, drop_every: int = 0,
+                 duplicate_every: int = 0, swap: bool = False,
+                 refuse_subscribe: bool = False) -> None:
+        self.stall_s = stall_s
+        self.refuse_subscribe = refuse_subscribe
+        self.drop_every = drop_every
+        self.duplicate_every = duplicate_every
+        self.swap = swap
+        self.subscribers: list[socket.socket] = []
+        self.per_connection: list[int] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.per_connection)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                index = len(self.per_connection)
+                self.per_connection.append(0)
+            t = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        buf = b""
+        connected = False
+        seen = 0                      # PUBLISH packets from this connection
+        held: list[bytes] = []        # swap: the first of a pair
+        with conn:
+            while True:
+                try:
+                    chunk = conn.recv(1 << 20)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                replies, published, at = [], 0, 0
+                while True:
+                    parsed = _split_packet(buf, at)
+                    if parsed is None:
+                        break
+                    head, body, at = parsed
+                    ptype, qos = head >> 4, (head >> 1) & 0x03
+                    if ptype == 1 and not connected:
+                        connected = True
+                        replies.append(bytes([0x20, 2, 0, 0]))
+                    elif ptype == 3 and connected:
+                        published += 1
+                        seen += 1
+                        (tlen,) = struct.unpack(">H", body[:2])
+                        if qos:
+                            pid = body[2 + tlen:4 + tlen]
+                            replies.append(bytes([0x40 if qos == 1 else 0x50, 2]) + pid)
+                        self._deliver(body[:2 + tlen] + body[2 + tlen + (2 if qos else 0):],
+                                      seen, held)
+                    elif ptype == 8 and connected:
+                        if not self.refuse_subscribe:
+                            with self._lock:
+                                self.subscribers.append(conn)
+                        replies.append(bytes([0x90, 3]) + body[:2]
+                                       + (b"\x80" if self.refuse_subscribe else b"\x00"))
+                    elif ptype == 6 and connected:
+                        replies.append(bytes([0x70, 2]) + body[:2])
+                    elif ptype == 12:
+                        replies.append(bytes([0xD0, 0]))
+                    elif ptype == 14:
+                        with self._lock:
+                            self.per_connection[index] += published
+                        for packet in held:
+                            self._send_to_subscribers(packet)
+                        return
+                    else:
+                        with self._lock:
+                            self.errors.append(f"connection {index}: packet type {ptype}")
+                        return
+                buf = buf[at:]
+                with self._lock:
+                    self.per_connection[index] += published
+                if replies:
+                    with self._lock:
+                        conn.sendall(b"".join(replies))
+                if self.stall_s and connected and published == 0 and replies:
+                    time.sleep(self.stall_s)   # the CONNACK went: stop reading a while
+
+    def _deliver(self, body: bytes, seen: int, held: list[bytes]) -> None:
+        """Deliver a PUBLISH (topic and payload, as QoS 0) to the subscribers, with the
+        faults asked for."""
+        packet = _packet(3, 0, body)
+        if self.drop_every and seen % self.drop_every == 0:
+            return
+        if self.swap:
+            if not held:
+                held.append(packet)
+                return
+            packet += held.pop()
+        if self.duplicate_every and seen % self.duplicate_every == 0:
+            packet += packet
+        self._send_to_subscribers(packet)
+
+    def _send_to_subscribers(self, data: bytes) -> None:
+        with self._lock:
+            for sub in self.subscribers:
+                with contextlib.suppress(OSError):
+                    sub.sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+        for t in self._threads:
+            t.join(5)
+
+
+def _split_packet(buf: bytes, at: int) -> tuple[int, bytes, int] | None:
+    """(first byte, body, end) of the packet at buf[at:], or None for more bytes."""
+    n, shift, i = 0, 0, at + 1
+    while True:
+        if i >= len(buf):
+            return None
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    if len(buf) < i + n:
+        return None
+    return buf[at], buf[i:i + n], i + n

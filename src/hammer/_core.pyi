@@ -14,6 +14,8 @@ SECOND_HIST_SIGNIFICANT_FIGURES: int
 RESULT_LATE: int
 RESULT_OK: int
 RESULT_NOT_OK: int
+RESULT_SEQ: int
+RESULT_E2E: int
 
 class ErrorClass(enum.IntEnum):
     ERR_NONE = 0
@@ -98,6 +100,18 @@ class Aggregator:
     errors: int
     late: int
     start_ns: int
+    end_ns: int
+    @property
+    def e2e(self) -> bool: ...
+    @property
+    def e2e_latency(self) -> Histogram: ...
+    e2e_received: int
+    e2e_duplicates: int
+    e2e_out_of_order: int
+    e2e_foreign: int
+    e2e_untracked: int
+    def enable_e2e(self) -> None: ...
+    def e2e_summary(self) -> dict[str, Any] | None: ...
     def __init__(
         self,
         n_targets: int = 1,

@@ -132,6 +132,18 @@ def main() -> None:
 @click.option("--inflight", default=None, metavar="W",
               help="mqtt:// QoS 1/2: messages awaiting their answer per connection (default "
                    "1), capped by an MQTT 5 broker's Receive Maximum.")
+@click.option("--batch", default=None, metavar="N",
+              help="mqtt://: PUBLISH packets one write carries at most (default auto: all "
+                   "those due on a connection at once, up to 16 KiB); 1 writes each packet "
+                   "alone, as paho-based clients do.")
+@click.option("--e2e", is_flag=True, default=None,
+              help="mqtt://: subscribe to what is published (in this process) and measure "
+                   "each message end to end, from its intended time to its delivery: "
+                   "lost, duplicate and out-of-order counts. The payload's first 24 bytes "
+                   "carry a stamp.")
+@click.option("--e2e-wait", default=None, metavar="D",
+              help="--e2e: after the last message, read deliveries at most this long "
+                   "(default 5s; the read ends sooner after 0.5s without one).")
 @click.option("--storm", is_flag=True, default=None,
               help="mqtt://: a connection storm: each request opens a new connection and "
                    "session (unique client id), done at its CONNACK (the return code its "

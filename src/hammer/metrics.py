@@ -81,6 +81,8 @@ class Report:
     error_samples: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     totals: Totals | None = field(default=None, repr=False)   # what it was built from
+    kind_figures: dict[str, Any] = field(default_factory=dict)  # the kind's own measures,
+                                                                # shown under "hammer"
 
     @property
     def achieved_rps(self) -> float:
@@ -167,7 +169,7 @@ class Report:
             "time_series": [dict(row) for row in self.time_series],
             "interrupted": self.interrupted,
             "stopped": self.stopped,
-            "hammer": cfg.report_fields(),
+            "hammer": {**cfg.report_fields(), **self.kind_figures},
             "error_samples": [dict(e) for e in self.error_samples],
             "saturated": self.saturation(),
             "notes": list(self.notes),

@@ -27,6 +27,8 @@ DEFAULT_PAYLOAD_BYTES = 64
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 MAX_TOPIC_BYTES = 65_000
 MAX_INFLIGHT = 65_534
+E2E_STAMP_BYTES = 24             # --e2e: magic, sender, intended time, number
+DEFAULT_E2E_WAIT_NS = 5_000_000_000
 SLOT = "{slot}"
 VERSIONS = {"3.1.1": 4, "5": 5}
 # CONNACK return codes (3.1.1: 1-5; MQTT 5 reason codes from 0x80)
@@ -55,7 +57,10 @@ class MqttConfig(RunConfig):
     keepalive_s: int = 0
     version: str = "3.1.1"
     inflight: int = 1
+    batch: int = 0                   # PUBLISH packets a write carries at most (0: all due)
     storm: bool = False              # a request is a new connection and session
+    e2e_filter: str | None = None    # --e2e: the subscribers' filter (None: no --e2e)
+    e2e_wait_ns: int = DEFAULT_E2E_WAIT_NS
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
 
@@ -97,7 +102,10 @@ class MqttConfig(RunConfig):
             "keepalive_s": self.keepalive_s,
             "version": VERSIONS[self.version],
             "inflight": self.inflight,
+            "batch": self.batch,
             "storm": self.storm,
+            "e2e": None if self.e2e_filter is None else {
+                "filter": self.e2e_filter.encode(), "linger_max_ns": self.e2e_wait_ns},
         }}
 
     def report_fields(self) -> dict[str, object]:
@@ -119,8 +127,25 @@ class MqttConfig(RunConfig):
             "in_flight_per_connection": self.inflight if self.qos else 1,
             "done_at": {0: "written (QoS 0 has no answer: its latency is the send lag)",
                         1: "PUBACK", 2: "PUBCOMP"}[self.qos],
-            "writes": "one packet per write",
+            "writes": {"max_packets_per_write": self.batch or None},
+            "e2e": None if self.e2e_filter is None else {"filter": self.e2e_filter},
         }
+
+
+def subscription_filter(topic: str) -> str:
+    """The filter that receives every topic of a template: the topic level holding
+    {slot} becomes the single-level wildcard + (other topics of that level are received
+    too; without the stamp, they count as foreign)."""
+    if SLOT not in topic:
+        return topic
+    return "/".join("+" if SLOT in level else level for level in topic.split("/"))
+
+
+def write_figures(batch: int, writes: int, packets: int) -> dict[str, Any]:
+    """How the run's packets were written: the cap (--batch, or what fits in the core's
+    16 KiB), the writes made and the packets they carried."""
+    return {"max_packets_per_write": batch, "writes": writes, "packets": packets,
+            "packets_per_write": round(packets / writes, 2) if writes else None}
 
 
 def _payload(payload: str | None, payload_file: str | None, size: str | int | None) -> bytes:
@@ -192,7 +217,10 @@ def make_mqtt_config(
     keepalive: str | int | None = None,
     mqtt_version: str = "3.1.1",
     inflight: str | int | None = None,
+    batch: str | int | None = None,
     storm: bool = False,
+    e2e: bool = False,
+    e2e_wait: str | int | None = None,
     username: str | None = None,
     password: str | None = None,
     insecure: bool = False,
@@ -217,6 +245,15 @@ def make_mqtt_config(
     window = as_count(inflight, "inflight") or 1
     if window > MAX_INFLIGHT:
         raise ConfigError(f"--inflight {window:,}: at most {MAX_INFLIGHT:,} per connection")
+    batch_n = 0 if batch is None or batch == "auto" else (as_count(batch, "batch") or 0)
+    if batch_n > MAX_INFLIGHT:
+        raise ConfigError(f"--batch {batch_n:,}: at most {MAX_INFLIGHT:,} packets per write")
+    if storm and batch is not None:
+        raise ConfigError("--storm opens a session per request: --batch does not apply")
+    if e2e and storm:
+        raise ConfigError("--e2e measures published messages: not with --storm")
+    if e2e_wait is not None and not e2e:
+        raise ConfigError("--e2e-wait needs --e2e")
     if storm and window > 1:
         raise ConfigError("--storm opens a session per request: --inflight does not apply")
     if window > 1 and qos_n == 0:
@@ -250,6 +287,18 @@ def make_mqtt_config(
     pw = password if password is not None else url_password
     if pw is not None and user is None:
         raise ConfigError("an MQTT password needs a user name")
+    data = _payload(payload, payload_file, payload_size)
+    if e2e and len(data) < E2E_STAMP_BYTES:
+        raise ConfigError(f"--e2e stamps the first {E2E_STAMP_BYTES} bytes of each payload: "
+                          f"the payload has {len(data)}")
+    e2e_filter = None
+    if e2e:
+        e2e_filter = subscription_filter(topic)
+        if plan.threads > 1:
+            # one subscriber a thread, sharing the messages (each goes to one of them)
+            e2e_filter = f"$share/{prefix}-e2e/{e2e_filter}"
+    e2e_wait_ns = DEFAULT_E2E_WAIT_NS if e2e_wait is None else (
+        as_ns(e2e_wait, "e2e-wait") or DEFAULT_E2E_WAIT_NS)
     method = "CONNECT" if storm else f"PUBLISH qos{qos_n}"
     return MqttConfig(
         target=target, plan=plan.with_concurrency(n_conns), method=method,
@@ -258,9 +307,10 @@ def make_mqtt_config(
         ok_statuses=frozenset({0}) if storm else frozenset(range(0x80)),
         group_labels=((method, target.url),),
         secrets=tuple(s for s in (pw,) if s),
-        qos=qos_n, topic=topic, payload=_payload(payload, payload_file, payload_size),
+        qos=qos_n, topic=topic, payload=data,
         retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
-        version=str(mqtt_version), inflight=window, storm=bool(storm),
+        version=str(mqtt_version), inflight=window, batch=batch_n, storm=bool(storm),
+        e2e_filter=e2e_filter, e2e_wait_ns=e2e_wait_ns,
         username=user, password=pw)
 
 
@@ -290,4 +340,4 @@ def mqtt_secrets(url: str, options: dict[str, Any]) -> tuple[str, ...]:
 
 
 __all__ = ["MQTT_OPTIONS", "MqttConfig", "is_mqtt_url", "make_mqtt_config",
-           "mqtt_config_from_options", "mqtt_secrets"]
+           "mqtt_config_from_options", "mqtt_secrets", "subscription_filter", "write_figures"]

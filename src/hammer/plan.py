@@ -43,8 +43,8 @@ ARRIVALS = ("uniform", "poisson")
 # the MQTT kind's own run() options (hammer.mqtt), known here so that an HTTP run can
 # refuse them without importing it
 MQTT_OPTIONS = ("qos", "payload", "payload_file", "payload_size", "retain",
-                "client_id_prefix", "keepalive", "mqtt_version", "inflight", "storm",
-                "username", "password")
+                "client_id_prefix", "keepalive", "mqtt_version", "inflight", "batch",
+                "storm", "e2e", "e2e_wait", "username", "password")
 MQTT_SCHEMES = ("mqtt", "mqtts")
 
 

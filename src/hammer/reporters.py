@@ -168,8 +168,11 @@ def _latency_table(report: Mapping[str, Any]) -> list[str]:
         f"  {'latency (ms)':<{_TABLE_LABEL_WIDTH}}"
         + "".join(f"{key:>{width}}" for key in LATENCY_KEYS)
     ]
-    for label, key in LATENCY_ROWS:
-        stats = _mapping(report.get(key))
+    rows = [(label, _mapping(report.get(key))) for label, key in LATENCY_ROWS]
+    e2e = _mapping(_mapping(report.get("hammer")).get("e2e"))
+    if "latency_ms" in e2e:
+        rows.append(("end to end", _mapping(e2e.get("latency_ms"))))
+    for label, stats in rows:
         lines.append(
             f"  {label:<{_TABLE_LABEL_WIDTH}}"
             + "".join(f"{_ms(stats.get(stat)):>{width}}" for stat in LATENCY_KEYS)
@@ -334,9 +337,37 @@ def _mqtt_lines(report: Mapping[str, Any]) -> list[str]:
              + (", retained" if mqtt.get("retain") else ""),
              f"topic {mqtt.get('topic')}",
              f"{_count(mqtt.get('in_flight_per_connection'))} in flight per connection",
-             str(mqtt.get("writes"))]
-    return _section("mqtt", items, sep="   ") + _wrapped("  done at     ",
-                                                      str(mqtt.get("done_at")))
+             _writes_text(mqtt.get("writes"))]
+    lines = _section("mqtt", items, sep="   ") + _wrapped("  done at     ",
+                                                       str(mqtt.get("done_at")))
+    e2e = _mapping(mqtt.get("e2e"))
+    if "received" in e2e:
+        counts = [f"received {_count(e2e.get('unique'))}"]
+        counts += [f"{label} {_count(e2e.get(key))}" for key, label in _E2E_COUNTS
+                   if key in ("lost", "duplicates", "out_of_order") or e2e.get(key)]
+        lines += _section("end to end", counts, sep="   ")
+        lines += _wrapped("  subscribed  ", f"{e2e.get('filter')} (in this process; latency "
+                                            "from each message's intended time to its "
+                                            "delivery)")
+    return lines
+
+
+_E2E_COUNTS = (("lost", "lost"), ("duplicates", "duplicates"),
+               ("out_of_order", "out of order"),
+               ("unacknowledged", "received but not acknowledged"),
+               ("foreign", "without hammer's stamp"), ("untracked", "untracked"))
+
+
+def _writes_text(writes: Any) -> str:
+    """How packets were written: measured packets per write, and the cap."""
+    if not isinstance(writes, Mapping):
+        return str(writes)
+    cap = writes.get("max_packets_per_write")
+    per = writes.get("packets_per_write")
+    if per is None:
+        return "nothing written" if cap is None else f"up to {_count(cap)} packets per write"
+    cap_text = f" (at most {_count(cap)})" if cap else ""
+    return f"{per:,.2f} packets per write{cap_text}"
 
 
 def _targets_table(report: Mapping[str, Any]) -> list[str]:

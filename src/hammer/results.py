@@ -211,6 +211,20 @@ def _rate(count: float, duration_s: float) -> float:
     return round(count / duration_s, 3) if duration_s > 0 else 0.0
 
 
+def _merge_kind(reports: Sequence[Mapping[str, Any]]) -> Any:
+    """The first part's description of the kind, with the packets written (MQTT) added
+    up over the parts."""
+    first = reports[0].get("hammer")
+    if not isinstance(first, Mapping) or not isinstance(first.get("writes"), Mapping):
+        return first
+    parts = [r.get("hammer", {}).get("writes") or {} for r in reports]
+    writes = sum(int(p.get("writes") or 0) for p in parts)
+    packets = sum(int(p.get("packets") or 0) for p in parts)
+    return {**first, "writes": {**first["writes"], "writes": writes, "packets": packets,
+                                "packets_per_write": round(packets / writes, 2) if writes
+                                else None}}
+
+
 def _merge_time_series(reports: Sequence[Mapping[str, Any]],
                        second_sigfigs: int
                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
@@ -361,7 +375,7 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
         "time_series": time_series,
         "interrupted": next((r["interrupted"] for r in reports if r.get("interrupted")), None),
         "stopped": next((r["stopped"] for r in reports if r.get("stopped")), None),
-        "hammer": first.get("hammer"),
+        "hammer": _merge_kind(reports),
         "error_samples": [s for r in reports
                           for s in r.get("error_samples") or []][:MAX_ERROR_SAMPLES],
         "saturated": [f"{p['part']}: {reason}" for p in parts for reason in p["saturated"]],

@@ -128,6 +128,14 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
             engine.stop(2)
             break
         await asyncio.sleep(0.001)
+    subscribed = engine.counters().get("e2e_subscribed")
+    if subscribed is not None and subscribed != 1 and not interrupt.level:
+        engine.stop(2)
+        engine.go_at(_core.monotonic_ns())   # released, they see the stop and end
+        await asyncio.get_running_loop().run_in_executor(None, engine.join)
+        why = "the broker refused it" if subscribed == 2 else "no SUBACK in time"
+        raise HammerSetupError(f"--e2e: the subscriber could not subscribe to "
+                               f"{getattr(config, 'e2e_filter', '?')!r} ({why})")
     go_ns = _core.monotonic_ns()
     start_ns = start_ns_for(start_at, go_ns, START_DELAY_NS)
     engine.go_at(start_ns)
@@ -177,7 +185,18 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     if go_ns > start_ns:
         report.notes.append(f"ready {(go_ns - start_ns) / 1e6:,.1f} ms after the agreed start "
                             "instant: the slots due by then went out late")
-    limit = engine.counters().get("mqtt_inflight_limit")
+    counters = engine.counters()
+    if "mqtt_writes" in counters:
+        from hammer.mqtt import write_figures
+
+        report.kind_figures["writes"] = write_figures(
+            counters["mqtt_batch"], counters["mqtt_writes"], counters["mqtt_packets"])
+    if (e2e := engine.aggregator.e2e_summary()) is not None:
+        report.kind_figures["e2e"] = {"filter": getattr(config, "e2e_filter", None), **e2e}
+        if not counters.get("e2e_open_at_end"):
+            report.notes.append("--e2e: a subscriber's session ended before the run did: "
+                                "what it would have received counts as lost")
+    limit = counters.get("mqtt_inflight_limit")
     asked = getattr(config, "inflight", 1)
     if limit is not None and limit < asked:
         report.notes.append(f"the broker's Receive Maximum capped the messages in flight "
@@ -287,6 +306,10 @@ def run(config: RunConfig | HammerConfig | str | None = None, /, *,
         if isinstance(config, RunConfig | HammerConfig):
             raise ConfigError("with cluster=, pass the run's options, not a config: each "
                               "worker makes its shard's config from them")
+        if options.get("e2e"):
+            raise ConfigError("--e2e subscribes in the publishing process: not with "
+                              "--cluster (each shard's subscriber would get every shard's "
+                              "messages)")
         from hammer.distributed import run_cluster_report
 
         url = config if config is not None else options.pop("url", None)

@@ -14,7 +14,8 @@ import hammer
 from accounting import check_invariant
 from hammer import exitcodes
 from hammer.errors import ConfigError
-from mqttpeer import Subscriber
+from hammer.reporters import render_text
+from mqttpeer import CountingBroker, Subscriber
 
 
 @pytest.mark.parametrize(("qos", "done_at"), [(0, "written"), (1, "PUBACK"), (2, "PUBCOMP")])
@@ -84,6 +85,13 @@ def test_the_password_never_appears(mosquitto: Any) -> None:
     (["-c", "2", "-n", "5", "--qos", "0"], "QoS 0 needs a rate (-r)"),
     (["-r", "10", "-m", "POST"], "--method is for HTTP, not an mqtt:// URL"),
     (["-r", "10", "--payload", "a", "--payload-size", "3"], "give one of --payload"),
+    (["-r", "10", "--e2e", "--payload-size", "23"],
+     "--e2e stamps the first 24 bytes of each payload: the payload has 23"),
+    (["-r", "10", "--e2e", "--storm"], "--e2e measures published messages: not with --storm"),
+    (["-r", "10", "--e2e-wait", "2s"], "--e2e-wait needs --e2e"),
+    (["-r", "10", "--batch", "0"], "batch"),
+    (["-r", "10", "--e2e", "--cluster", "local:2"], "--e2e subscribes in the publishing"),
+    (["-r", "10", "--batch", "2", "--storm"], "--batch does not apply"),
 ])
 def test_mqtt_usage_errors(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "hammer", "run", "mqtt://127.0.0.1:9/t",
@@ -263,3 +271,163 @@ def test_requests_waiting_for_a_reconnect_survive_a_broker_restart(mosquitto: An
     assert report.counts.error <= 8                   # those in flight at the restart
     assert report.counts.ok >= 52
     assert "multiple CONNECT" not in broker.log.read_text(errors="replace")
+
+
+def _settle(count: Any, expected: int, timeout_s: float = 10.0) -> int:
+    """count() once it reaches expected (or the timeout passes)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while count() < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return int(count())
+
+
+def test_an_open_loop_takes_its_connections_in_turn() -> None:
+    """-r is spread over every connection: one that wrote goes to the back of the idle
+    list (with the hottest-first list of HTTP, one connection would take nearly all)."""
+    broker = CountingBroker()
+    try:
+        report = hammer.run(f"{broker.url}/t", rate=2000, duration="1s", qos=1,
+                            connections=4)
+        check_invariant(report)
+        assert report.counts.ok == 2000
+        assert _settle(lambda: broker.total, 2000) == 2000
+        assert len(broker.per_connection) == 4
+        assert min(broker.per_connection) >= 2000 // 4 // 2, broker.per_connection
+        assert not broker.errors
+    finally:
+        broker.close()
+
+
+def test_a_write_carries_every_packet_due_and_batch_1_writes_each_alone(
+        mosquitto: Any) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "w/#")
+    try:
+        # 10 messages due at each 1 ms wake: they go out together on one connection
+        report = hammer.run(f"{broker.url}/w/a", rate=10000, duration="1s", qos=0,
+                            connections=2, pacing="1ms")
+        check_invariant(report)
+        writes = report.to_dict()["hammer"]["writes"]
+        assert report.counts.ok == writes["packets"] == 10000
+        assert writes["packets_per_write"] >= 4, writes
+        assert writes["writes"] * writes["packets_per_write"] == pytest.approx(10000, rel=0.01)
+        assert sub.wait_for(10000) == 10000
+        report = hammer.run(f"{broker.url}/w/b", rate=10000, duration="1s", qos=0,
+                            connections=2, pacing="1ms", batch=1)
+        check_invariant(report)
+        writes = report.to_dict()["hammer"]["writes"]
+        assert report.counts.ok == writes["packets"] == writes["writes"] == 10000
+        assert writes["max_packets_per_write"] == 1
+        assert sub.wait_for(20000) == 20000
+        assert sub.topics == {"w/a": 10000, "w/b": 10000}
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_writes_a_full_socket_takes_in_part_go_on_whole(qos: int) -> None:
+    """A broker that stops reading for 0.5 s: the writes go out in part and resume when
+    its socket drains; it parses every byte, and counts exactly what hammer reports."""
+    broker = CountingBroker(stall_s=0.5)
+    try:
+        # 20 MB/s against socket buffers of a few MB
+        report = hammer.run(f"{broker.url}/t", rate=10000, duration="2s", qos=qos,
+                            connections=2, payload_size="2KiB", timeout="5s",
+                            **({"inflight": 64} if qos else {}))
+        check_invariant(report)
+        assert (report.counts.ok, report.errors) == (20000, {})
+        assert report.counts.late > 0          # the blocked connections made them wait
+        assert _settle(lambda: broker.total, 20000) == 20000
+        assert not broker.errors
+    finally:
+        broker.close()
+
+
+def _e2e(report: Any) -> dict[str, Any]:
+    e2e: dict[str, Any] = report.to_dict()["hammer"]["e2e"]
+    return e2e
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_e2e_every_message_arrives_once_and_in_order(mosquitto: Any, qos: int) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/e2e/{{slot}}", rate=1000, duration="1s", qos=qos,
+                        connections=4, e2e=True)
+    check_invariant(report)
+    e2e = _e2e(report)
+    assert report.counts.ok == 1000
+    assert (e2e["received"], e2e["unique"], e2e["lost"], e2e["duplicates"],
+            e2e["out_of_order"], e2e["foreign"]) == (1000, 1000, 0, 0, 0, 0)
+    assert e2e["filter"] == "e2e/+"
+    assert 0 < e2e["latency_ms"]["min"] <= e2e["latency_ms"]["p50"] <= e2e["latency_ms"]["max"]
+    text = render_text(report.to_dict())
+    assert "end to end" in text and "received 1,000   lost 0" in text
+
+
+def test_e2e_with_threads_shares_one_subscription_between_their_subscribers(
+        mosquitto: Any) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/e2e/{{slot}}", rate=2000, duration="1s", qos=1,
+                        connections=4, threads=2, e2e=True, mqtt_version="5")
+    check_invariant(report)
+    e2e = _e2e(report)
+    assert e2e["filter"].startswith("$share/") and e2e["filter"].endswith("/e2e/+")
+    assert report.counts.ok == e2e["unique"] == e2e["received"] == 2000
+    assert (e2e["lost"], e2e["duplicates"], e2e["out_of_order"]) == (0, 0, 0)
+
+
+def test_e2e_in_a_closed_loop(mosquitto: Any) -> None:
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/e2e", connections=2, duration="1s", qos=1,
+                        inflight=4, e2e=True)
+    check_invariant(report)
+    e2e = _e2e(report)
+    assert report.counts.ok > 1000
+    assert e2e["unique"] == e2e["received"] == report.counts.ok
+    assert (e2e["lost"], e2e["duplicates"], e2e["out_of_order"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("fault", ["drop_every", "duplicate_every", "swap"])
+def test_e2e_counts_what_the_broker_lost_duplicated_or_reordered(fault: str) -> None:
+    """A broker of our own that drops or duplicates each 10th message of a connection,
+    or delivers each pair of them in reverse: hammer's counts equal the faults made."""
+    broker = CountingBroker(**({"swap": True} if fault == "swap" else {fault: 10}))
+    try:
+        report = hammer.run(f"{broker.url}/e2e/{{slot}}", rate=1000, duration="1s",
+                            qos=1, connections=2, e2e=True)
+        check_invariant(report)
+        assert report.counts.ok == broker.total == 1000
+        e2e = _e2e(report)
+        sent = broker.per_connection[:2]       # the publishers (the subscriber came last)
+        if fault == "drop_every":
+            expected = {"lost": sum(n // 10 for n in sent), "duplicates": 0,
+                        "out_of_order": 0}
+        elif fault == "duplicate_every":
+            expected = {"lost": 0, "duplicates": sum(n // 10 for n in sent),
+                        "out_of_order": 0}
+        else:   # a lone last message of a connection is held back until its DISCONNECT
+            expected = {"lost": sum(n % 2 for n in sent), "duplicates": 0,
+                        "out_of_order": sum(n // 2 for n in sent)}
+        assert {k: e2e[k] for k in expected} == expected
+        assert e2e["unique"] == 1000 - expected["lost"]
+        assert e2e["received"] == e2e["unique"] + expected["duplicates"]
+        assert not broker.errors
+    finally:
+        broker.close()
+
+
+def test_e2e_a_refused_subscription_stops_the_run_before_it_starts() -> None:
+    broker = CountingBroker(refuse_subscribe=True)
+    try:
+        out = subprocess.run([sys.executable, "-m", "hammer", "run", f"{broker.url}/t",
+                              "-r", "100", "-d", "1s", "--e2e"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == exitcodes.FAILED
+        assert out.stderr.strip().splitlines() == [
+            "hammer: error: --e2e: the subscriber could not subscribe to 't' "
+            "(the broker refused it)"]
+        assert broker.total == 0
+    finally:
+        broker.close()

@@ -50,6 +50,16 @@ cdef class Aggregator:
     cdef int32_t n_seconds                   # allocated
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
     cdef public int64_t end_ns               # the load phase's end (0: no duration)
+    # MQTT --e2e: what the subscribers received (RF_E2E results), against what was sent
+    cdef readonly bint e2e
+    cdef readonly Histogram e2e_latency      # received - intended (the stamp)
+    cdef uint64_t *e2e_acked                 # bit per message number: counted ok
+    cdef uint64_t *e2e_seen                  # bit per message number: received
+    cdef int64_t e2e_words                   # uint64 words of each bitmap
+    cdef int64_t *e2e_last                   # per (connection, subscriber): its last number
+    cdef int64_t e2e_keys                    # entries of e2e_last
+    cdef public int64_t e2e_received, e2e_duplicates, e2e_out_of_order, e2e_foreign
+    cdef public int64_t e2e_untracked
 
     def __cinit__(self, int n_targets=1, ok_statuses=None, target_groups=None):
         """n_targets: rows of the per-target breakdown (one per request; with
@@ -94,8 +104,16 @@ cdef class Aggregator:
                         or hist_init(&self.targets[i].latency, HIST_HIGHEST, HIST_SIGFIGS) != 0):
                     raise MemoryError()
 
+    def enable_e2e(self) -> None:
+        """Track MQTT --e2e receipts (RF_E2E results) and the messages counted ok."""
+        self.e2e = True
+        self.e2e_latency = Histogram()
+
     def __dealloc__(self):
         cdef int32_t i
+        free(self.e2e_acked)
+        free(self.e2e_seen)
+        free(self.e2e_last)
         for i in range(self.n_seconds):
             hist_free(&self.seconds[i].latency)
         free(self.seconds)
@@ -140,13 +158,85 @@ cdef class Aggregator:
             return NULL
         return sec
 
+    cdef int e2e_cover(self, int64_t seq) noexcept nogil:
+        """The bitmaps reach message number seq (0), or cannot (-1: untracked)."""
+        cdef int64_t words, grown
+        cdef uint64_t *a
+        cdef uint64_t *b
+        if seq < 0 or seq >= E2E_MAX_SEQ:
+            return -1
+        words = seq // 64 + 1
+        if words <= self.e2e_words:
+            return 0
+        grown = self.e2e_words * 2 if self.e2e_words else 1024
+        while grown < words:
+            grown *= 2
+        a = <uint64_t *>realloc(self.e2e_acked, grown * sizeof(uint64_t))
+        if a == NULL:
+            return -1
+        self.e2e_acked = a
+        b = <uint64_t *>realloc(self.e2e_seen, grown * sizeof(uint64_t))
+        if b == NULL:
+            return -1
+        self.e2e_seen = b
+        memset(&a[self.e2e_words], 0, (grown - self.e2e_words) * sizeof(uint64_t))
+        memset(&b[self.e2e_words], 0, (grown - self.e2e_words) * sizeof(uint64_t))
+        self.e2e_words = grown
+        return 0
+
+    cdef void record_receipt(self, const Result *r) noexcept nogil:
+        """Subscriber r.status received message number r.write_ns from connection
+        r.target: its latency from its intended time, duplicates, and its order among
+        what this subscriber received from that connection (MQTT orders a connection's
+        messages per subscriber)."""
+        cdef int64_t seq = r.write_ns
+        cdef int64_t grown, i
+        cdef int64_t key = <int64_t>r.target * 256 + (r.status & 0xFF)
+        cdef int64_t *last
+        cdef uint64_t bit
+        if seq < 0:
+            self.e2e_foreign += 1            # a message on the filter without our stamp
+            return
+        self.e2e_received += 1
+        if self.e2e_cover(seq) == 0:
+            bit = (<uint64_t>1) << (seq % 64)
+            if self.e2e_seen[seq // 64] & bit:
+                self.e2e_duplicates += 1
+                return
+            self.e2e_seen[seq // 64] |= bit
+        else:
+            self.e2e_untracked += 1
+        hist_record(&self.e2e_latency.h, r.done_ns - r.intended_ns)
+        if key >= E2E_ORDER_KEYS:
+            return
+        if key >= self.e2e_keys:
+            grown = self.e2e_keys * 2 if self.e2e_keys else 1024
+            while grown <= key:
+                grown *= 2
+            last = <int64_t *>realloc(self.e2e_last, grown * sizeof(int64_t))
+            if last == NULL:
+                return
+            for i in range(self.e2e_keys, grown):
+                last[i] = -1
+            self.e2e_last = last
+            self.e2e_keys = grown
+        if seq < self.e2e_last[key]:
+            self.e2e_out_of_order += 1       # after a later message of the same connection
+        else:
+            self.e2e_last[key] = seq
+
     cdef void record(self, const Result *r) noexcept nogil:
         cdef TargetStats *t = NULL
         cdef SecondStats *sec
         cdef int32_t status
         cdef bint ok
         cdef uint32_t row = r.target
-        if self.group_of != NULL and row < self.n_grouped:
+        if r.flags & RF_E2E:
+            self.record_receipt(r)
+            return
+        if r.flags & RF_SEQ:
+            row = 0xFFFFFFFF                 # target holds the message number
+        elif self.group_of != NULL and row < self.n_grouped:
             row = self.group_of[row]
         if row < self.n_targets:
             t = &self.targets[row]
@@ -188,6 +278,8 @@ cdef class Aggregator:
             self.ok += 1
             if sec != NULL:
                 sec.ok += 1
+            if r.flags & RF_SEQ and self.e2e and self.e2e_cover(r.target) == 0:
+                self.e2e_acked[r.target // 64] |= (<uint64_t>1) << (r.target % 64)
         else:
             self.http_error += 1
         self.status_counts[status] += 1
@@ -349,6 +441,30 @@ cdef class Aggregator:
     def time_series(self, int64_t seconds) -> list:
         """second_row for each second of the run (0 .. seconds-1)."""
         return [self.second_row(i) for i in range(min(seconds, MAX_SECONDS))]
+
+    def e2e_summary(self) -> dict | None:
+        """MQTT --e2e: received (each receipt of a stamped message), unique, duplicates,
+        out_of_order (per sending connection), lost (counted ok, never received),
+        unacknowledged (received, not counted ok: its answer timed out or failed),
+        foreign (without our stamp), untracked (numbers past E2E_MAX_SEQ), and the
+        latency from the intended time to the receipt; None without --e2e."""
+        cdef int64_t i, lost = 0, unacked = 0
+        if not self.e2e:
+            return None
+        for i in range(self.e2e_words):
+            lost += hm_popcount64(self.e2e_acked[i] & ~self.e2e_seen[i])
+            unacked += hm_popcount64(self.e2e_seen[i] & ~self.e2e_acked[i])
+        return {
+            "received": self.e2e_received,
+            "unique": self.e2e_received - self.e2e_duplicates,
+            "duplicates": self.e2e_duplicates,
+            "out_of_order": self.e2e_out_of_order,
+            "lost": lost,
+            "unacknowledged": unacked,
+            "foreign": self.e2e_foreign,
+            "untracked": self.e2e_untracked,
+            "latency_ms": self.e2e_latency.summary_ms(),
+        }
 
     def target_breakdown(self) -> list:
         """Per target (in the run's order, up to MAX_TARGET_BREAKDOWN): sent, completed,

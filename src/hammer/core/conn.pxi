@@ -49,6 +49,9 @@ cdef struct Conn:
     uint32_t held            # written requests the protocol holds, awaiting answers
                              # (MQTT --inflight); always 0 for HTTP
     uint8_t expecting        # the protocol awaits an answer of its own (MQTT PINGRESP)
+    uint8_t flush_queued     # on the worker's flush list (a protocol with a stage hook)
+    uint8_t service          # kept by its protocol for itself (after the pool, never on
+                             # its lists): MQTT's --e2e subscriber
     char *carry              # the bytes of a partial frame, kept for the next read
     uint32_t carry_len
     uint32_t carry_cap
@@ -81,9 +84,25 @@ cdef inline void counter_add(uint64_t *c, uint64_t v) noexcept nogil:
 
 
 cdef inline void push_idle(Worker *w, Conn *c) noexcept nogil:
+    """On top of the idle list: the next request takes it (the hottest connection)."""
     c.state = CS_IDLE
     c.next_free = w.idle_head
     w.idle_head = <int32_t>(c - w.conns)
+    if c.next_free < 0:
+        w.idle_tail = w.idle_head
+
+
+cdef inline void push_idle_back(Worker *w, Conn *c) noexcept nogil:
+    """At the bottom of the idle list: every other idle connection goes first (a
+    protocol that spreads its requests over its connections in turn)."""
+    cdef int32_t me = <int32_t>(c - w.conns)
+    c.state = CS_IDLE
+    c.next_free = -1
+    if w.idle_head < 0:
+        w.idle_head = me
+    else:
+        w.conns[w.idle_tail].next_free = me
+    w.idle_tail = me
 
 
 cdef inline Conn *pop_idle(Worker *w) noexcept nogil:
@@ -92,6 +111,8 @@ cdef inline Conn *pop_idle(Worker *w) noexcept nogil:
         return NULL
     c = &w.conns[w.idle_head]
     w.idle_head = c.next_free
+    if w.idle_head < 0:
+        w.idle_tail = -1
     return c
 
 
@@ -105,11 +126,19 @@ cdef inline Conn *pop_unopened(Worker *w) noexcept nogil:
 
 
 cdef void unlink_idle(Worker *w, Conn *c) noexcept nogil:
+    """Take c (in state CS_IDLE) off the idle list, wherever it is."""
     cdef int32_t i = w.idle_head
     cdef int32_t me = <int32_t>(c - w.conns)
+    if i == me:
+        w.idle_head = c.next_free
+        if w.idle_head < 0:
+            w.idle_tail = -1
+        return
     while i >= 0:
         if w.conns[i].next_free == me:
             w.conns[i].next_free = c.next_free
+            if c.next_free < 0:
+                w.idle_tail = i
             return
         i = w.conns[i].next_free
 
@@ -117,11 +146,7 @@ cdef void unlink_idle(Worker *w, Conn *c) noexcept nogil:
 cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
     """Close the socket; the connection slot goes on the unopened stack for reuse."""
     if c.state == CS_IDLE:
-        # unlink from the idle stack (rare: the server closed an idle connection)
-        if w.idle_head == <int32_t>(c - w.conns):
-            w.idle_head = c.next_free
-        else:
-            unlink_idle(w, c)
+        unlink_idle(w, c)  # rare: the server closed an idle connection
     if c.ssl != NULL:
         if not c.ended_in_error:
             # a clean end: keep the session resumable (OpenSSL marks the session of a
@@ -137,8 +162,9 @@ cdef void conn_close(Worker *w, Conn *c) noexcept nogil:
     c.state = CS_CLOSED
     c.carry_len = 0
     c.served = 0
-    c.next_free = w.unopened_head
-    w.unopened_head = <int32_t>(c - w.conns)
+    if not c.service:
+        c.next_free = w.unopened_head
+        w.unopened_head = <int32_t>(c - w.conns)
 
 
 cdef void conn_fail(Worker *w, Conn *c, uint8_t error, int64_t now) noexcept nogil:
@@ -181,17 +207,10 @@ cdef int set_mask(Worker *w, Conn *c, uint32_t mask) noexcept nogil:
     return epoll_ctl(w.epfd, EPOLL_CTL_MOD, c.fd, &ev)
 
 
-cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
-    """Write (the rest of) the request on a connected socket."""
+cdef inline ssize_t conn_write_pending(Worker *w, Conn *c) noexcept nogil:
+    """Write c.wreq[c.wpos:c.wlen] as far as the socket takes it: > 0 bytes written (and
+    counted), 0 try again when writable, < 0 -(error class)."""
     cdef ssize_t n
-    if c.wpos == 0:
-        c.write_ns = clock_ns()
-        if c.intended_ns == 0:
-            c.intended_ns = c.write_ns  # closed loop: no schedule, measured from the write
-        c.deadline_ns = c.write_ns + w.timeout_ns
-        w.proto_hooks.begin(w, c)
-        c.got_bytes = 0
-    c.state = CS_BUSY
     if c.ssl != NULL:
         n = tls_send(w, c)
     else:
@@ -200,15 +219,54 @@ cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
             n = 0 if errno == EAGAIN or errno == EINTR else -<ssize_t>classify_io_errno(c, errno)
     if n > 0:
         counter_add(&w.bytes_out, <uint64_t>n)
+    return n
+
+
+cdef inline void queue_flush(Worker *w, Conn *c) noexcept nogil:
+    """Have c's protocol flush it at the end of this loop pass (once per pass)."""
+    if not c.flush_queued:
+        c.flush_queued = 1
+        w.flush_list[w.n_flush] = <int32_t>(c - w.conns)
+        w.n_flush += 1
+
+
+cdef void flush_queued(Worker *w, int64_t now) noexcept nogil:
+    """Every queued connection's flush (a flush may queue more: they go in this pass)."""
+    cdef int32_t i = 0
+    cdef Conn *c
+    while i < w.n_flush:
+        c = &w.conns[w.flush_list[i]]
+        c.flush_queued = 0
+        if c.state != CS_CLOSED:
+            w.proto_hooks.flush(w, c, now)
+        i += 1
+    w.n_flush = 0
+
+
+cdef void conn_send(Worker *w, Conn *c) noexcept nogil:
+    """Write (the rest of) the request on a connected socket, or stage it with a protocol
+    that writes several at once."""
+    cdef ssize_t n
+    if c.wpos == 0:
+        if w.proto_hooks.stage != NULL:
+            c.state = CS_BUSY
+            w.proto_hooks.stage(w, c, clock_ns())
+            return
+        c.write_ns = clock_ns()
+        if c.intended_ns == 0:
+            c.intended_ns = c.write_ns  # closed loop: no schedule, measured from the write
+        c.deadline_ns = c.write_ns + w.timeout_ns
+        w.proto_hooks.begin(w, c)
+        c.got_bytes = 0
+    c.state = CS_BUSY
+    n = conn_write_pending(w, c)
+    if n > 0:
         c.wpos += <size_t>n
     elif n < 0:
         conn_fail(w, c, <uint8_t>(-n), clock_ns())
         return
     if c.wpos < c.wlen:
         set_mask(w, c, EPOLLIN | EPOLLOUT)  # wait until writable
-        return
-    if w.proto_hooks.written != NULL and \
-            w.proto_hooks.written(w, c, clock_ns()) == PROTO_DONE:
         return
     if c.epoll_mask != EPOLLIN:
         set_mask(w, c, EPOLLIN)
@@ -350,6 +408,11 @@ cdef void conn_session_read(Worker *w, Conn *c, ssize_t n, size_t off,
     r = w.proto_hooks.session_bytes(w, c, w.rbuf, <size_t>n, &used, now)
     if r == PROTO_CLOSED:
         return
+    if r == PROTO_OWN:
+        c.session_open = 1
+        if used < <size_t>n:
+            conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
+        return
     if r == PROTO_MORE:
         if used < <size_t>n:
             conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
@@ -413,7 +476,8 @@ cdef void conn_readable(Worker *w, Conn *c) noexcept nogil:
             conn_fail(w, c, <uint8_t>(-r), now)
         return
     counter_add(&w.bytes_in, <uint64_t>n)
-    if (c.state != CS_BUSY or not c.has_request) and not c.held and not c.expecting:
+    if (c.state != CS_BUSY or not c.has_request) and not c.held and not c.expecting \
+            and not c.service:
         conn_close(w, c)  # bytes nobody asked for: the framing cannot be trusted
         return
     c.got_bytes = 1

@@ -7,6 +7,12 @@ cdef enum:
     RBUF_BYTES = 262144             # one worker's read buffer, shared by its connections
     MAX_EVENTS = 512                # epoll events taken per wait
     CARRY_MIN_BYTES = 1024          # first size of a connection's carry buffer (then doubles)
+    MQTT_BATCH_BYTES = 16384        # MQTT: the PUBLISH packets one write carries, at most
+                                    # (one packet when a single one is larger)
+    MQTT_SUB_OUT_BYTES = 65536      # MQTT --e2e: the subscriber's acknowledgements per write
+    MQTT_E2E_QUIET_NS = 500000000   # MQTT --e2e: after the last request, the subscriber
+                                    # reads on until this long passes without a message
+    MQTT_E2E_LOOK_NS = 50000000     # ... looking this often
 
     # waits and polls
     FIN_WAIT_NS = 1000000000        # how long a connection that asked the server to close
@@ -37,6 +43,8 @@ cdef enum:
     MAX_SECONDS = 86400             # the per-second time series covers a day at most
     SECOND_HIST_SIGFIGS = 2         # precision of each second's latency histogram
     RING_CAPACITY_DEFAULT = 131072  # results a worker's ring holds (a power of two)
+    E2E_ORDER_KEYS = 4194304        # MQTT --e2e: (connection, subscriber) pairs whose
+                                    # order is checked: connection * 256 + subscriber
 
     # HTTP/1.1 response framing
     MAX_HEAD_BYTES = 65536          # a response's status line and header block
@@ -48,6 +56,9 @@ cdef enum:
 
 cdef int64_t HIST_HIGHEST = 3600000000000LL  # histograms track up to one hour, in ns
 cdef int HIST_SIGFIGS = 3                    # significant figures of every histogram but seconds'
+cdef int64_t E2E_MAX_SEQ = 4294967296LL      # MQTT --e2e: message numbers tracked one by one
+                                             # (two bitmaps of up to 512 MiB; beyond, counted
+                                             # as untracked)
 
 # for tests and tools that build matching hdrh histograms
 HIST_HIGHEST_NS = HIST_HIGHEST

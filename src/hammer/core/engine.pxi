@@ -26,6 +26,11 @@ cdef class Engine:
     cdef int _wake_fd
     cdef bint is_mqtt             # the MQTT kind (else HTTP)
     cdef list mqtt_objects        # keeps the bytes behind the workers' MQTT pointers alive
+    cdef size_t mqtt_batch        # PUBLISH packets a write carries at most
+    cdef size_t mqtt_entries      # a connection's table entries
+    cdef size_t mqtt_out_cap      # a connection's output room
+    cdef bytes mqtt_e2e_filter    # --e2e: the subscriber's filter (None: no --e2e)
+    cdef int64_t mqtt_e2e_linger_ns
 
     def __cinit__(self):
         self._wake_fd = -1
@@ -58,7 +63,8 @@ cdef class Engine:
         slot), payload, client_prefix, username and password (None: none), keepalive_s,
         version (4: MQTT 3.1.1, 5: MQTT 5), inflight (messages awaiting answers per
         connection, capped by an MQTT 5 broker's Receive Maximum), storm (a request is a
-        new connection and session, done at its CONNACK)."""
+        new connection and session, done at its CONNACK), batch (PUBLISH packets a write
+        carries at most; 0: as many as are staged, within MQTT_BATCH_BYTES)."""
         rate_num, rate_den = schedule["rate_num"], schedule["rate_den"]
         profile, poisson_seed = schedule["profile"], schedule["poisson_seed"]
         self.trace = schedule.get("trace")
@@ -96,9 +102,10 @@ cdef class Engine:
         slot_targets = http.get("slot_targets")
         if slot_targets is not None:
             self.slot_targets = slot_targets
-        cdef size_t mqtt_buf = 0
+        cdef size_t mqtt_buf = 0, mqtt_entries = 0
         if mqtt is not None:
             mqtt_buf = self._mqtt_setup(mqtt)
+            mqtt_entries = self.mqtt_entries
         cdef int32_t i, j
         cdef Worker *w
         cdef int64_t per, extra
@@ -131,6 +138,8 @@ cdef class Engine:
         groups = http.get("target_groups")
         self.aggregator = Aggregator(http.get("n_groups") or self.n_requests, ok_statuses,
                                      groups)
+        if self.mqtt_e2e_filter is not None:
+            self.aggregator.enable_e2e()
         if tls is not None:
             self.ssl_ctx = make_ssl_ctx(tls)
             self.tls_names = [(tls.get(k) or "").encode() or None
@@ -203,19 +212,37 @@ cdef class Engine:
             w.addrlen = addrlen
             w.family = family
             w.n_conns = connections // threads + (1 if i < connections % threads else 0)
+            w.n_service = 1 if self.is_mqtt and w.proto.mqtt.e2e else 0
+            if self.is_mqtt:
+                w.proto.mqtt.conn_base = <uint32_t>(
+                    i * (connections // threads) + min(i, connections % threads))
             w.stop_level = &self.stop_level
             w.go_flag = &self.go_flag
-            w.conns = <Conn *>calloc(w.n_conns, sizeof(Conn))
+            w.conns = <Conn *>calloc(w.n_conns + w.n_service, sizeof(Conn))
+            w.flush_list = <int32_t *>malloc((w.n_conns + w.n_service) * sizeof(int32_t))
             w.rbuf = <char *>malloc(RBUF_BYTES)
             w.epfd = epoll_create1(EPOLL_CLOEXEC)
-            if w.conns == NULL or w.rbuf == NULL or ring_init(&w.ring, ring_capacity) != 0:
+            if w.conns == NULL or w.flush_list == NULL or w.rbuf == NULL or \
+                    ring_init(&w.ring, ring_capacity) != 0:
                 raise MemoryError()
             if self.is_mqtt:
                 for j in range(w.n_conns):
                     w.conns[j].proto.mqtt.buf = <char *>malloc(mqtt_buf)
-                    w.conns[j].proto.mqtt.held = <MqttHeld *>calloc(w.proto.mqtt.inflight,
+                    w.conns[j].proto.mqtt.held = <MqttHeld *>calloc(mqtt_entries,
                                                                    sizeof(MqttHeld))
                     w.conns[j].proto.mqtt.limit = w.proto.mqtt.inflight
+                    w.conns[j].proto.mqtt.out_cap = self.mqtt_out_cap
+                    if w.conns[j].proto.mqtt.buf == NULL or \
+                            w.conns[j].proto.mqtt.held == NULL:
+                        raise MemoryError()
+                for j in range(w.n_conns, w.n_conns + w.n_service):
+                    # the --e2e subscriber: room for a read's acknowledgements; its
+                    # CONNECT goes at connect_at, before any of them
+                    w.conns[j].proto.mqtt.subscriber = 1
+                    w.conns[j].proto.mqtt.out_cap = MQTT_SUB_OUT_BYTES
+                    w.conns[j].proto.mqtt.buf = <char *>malloc(
+                        max(<size_t>MQTT_SUB_OUT_BYTES, self.mqtt_out_cap) + mqtt_buf)
+                    w.conns[j].proto.mqtt.held = <MqttHeld *>calloc(1, sizeof(MqttHeld))
                     if w.conns[j].proto.mqtt.buf == NULL or \
                             w.conns[j].proto.mqtt.held == NULL:
                         raise MemoryError()
@@ -235,12 +262,13 @@ cdef class Engine:
         for i in range(self.n_workers):
             w = &self.workers[i]
             if w.conns != NULL:
-                for j in range(w.n_conns):
+                for j in range(w.n_conns + w.n_service):
                     free(w.conns[j].carry)
                     if self.is_mqtt:
                         free(w.conns[j].proto.mqtt.buf)
                         free(w.conns[j].proto.mqtt.held)
                 free(w.conns)
+            free(w.flush_list)
             free(w.rbuf)
             ring_free(&w.ring)
             hist_free(&w.connect_hist)
@@ -254,7 +282,9 @@ cdef class Engine:
             SSL_CTX_free(self.ssl_ctx)
 
     cdef size_t _mqtt_setup(self, dict mqtt) except 0:
-        """Keep the MQTT settings' bytes alive; the size of a connection's buffer."""
+        """Keep the MQTT settings' bytes alive; the size of a connection's buffer (its
+        output, then its CONNECT). Sets the batch, the output's room and the table's
+        entries (W; QoS 0: the batch)."""
         topic = bytes(mqtt["topic"])
         head, sep, tail = topic.partition(b"{slot}")
         payload = bytes(mqtt["payload"])
@@ -272,10 +302,24 @@ cdef class Engine:
                              bytes(password) if password is not None else None,
                              int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4)),
                              int(mqtt.get("inflight", 1)), bool(mqtt.get("storm"))]
-        if not 1 <= int(mqtt.get("inflight", 1)) <= 65534:
+        inflight = int(mqtt.get("inflight", 1))
+        if not 1 <= inflight <= 65534:
             raise ValueError("MQTT in-flight messages per connection: 1 to 65,534")
-        return mqtt_buf_bytes(len(topic), len(payload), len(prefix),
-                              len(username or b""), len(password or b""))
+        if not 0 <= int(mqtt.get("batch", 0)) <= 65534:
+            raise ValueError("MQTT packets per write: 0 (as many as fit) to 65,534")
+        cdef size_t publish = mqtt_publish_bytes(len(head) + len(tail), len(payload))
+        self.mqtt_batch = mqtt_batch_packets(publish, int(mqtt.get("batch", 0)))
+        self.mqtt_entries = inflight if mqtt["qos"] else self.mqtt_batch
+        self.mqtt_out_cap = mqtt_out_bytes(publish, self.mqtt_batch, self.mqtt_entries)
+        e2e = mqtt.get("e2e")
+        if e2e is not None:
+            if mqtt.get("storm") or len(payload) < MQTT_E2E_BYTES:
+                raise ValueError(f"MQTT e2e: a payload of {MQTT_E2E_BYTES} bytes or more, "
+                                 "no storm")
+            self.mqtt_e2e_filter = bytes(e2e["filter"])
+            self.mqtt_e2e_linger_ns = int(e2e["linger_max_ns"])
+        return self.mqtt_out_cap + mqtt_connect_bytes(len(prefix), len(username or b""),
+                                                      len(password or b""))
 
     cdef void _mqtt_worker(self, Worker *w, int32_t index):
         cdef MqttWorker *m = &w.proto.mqtt
@@ -303,7 +347,15 @@ cdef class Engine:
         m.limit_min = inflight
         m.storm = storm
         w.no_preconnect = storm
-        m.connect_at = mqtt_publish_bytes(len(head) + len(tail), len(payload))
+        m.batch = <uint32_t>self.mqtt_batch
+        m.out_cap = self.mqtt_out_cap
+        m.connect_at = self.mqtt_out_cap
+        m.n_workers = <uint32_t>self.n_workers
+        if self.mqtt_e2e_filter is not None:
+            m.e2e = 1
+            m.sub_filter = <const char *>self.mqtt_e2e_filter
+            m.sub_filter_len = len(self.mqtt_e2e_filter)
+            m.linger_max_ns = self.mqtt_e2e_linger_ns
 
     def _worker_main(self, int32_t i) -> None:
         cdef Worker *w = &self.workers[i]
@@ -421,4 +473,17 @@ cdef class Engine:
             out["mqtt_inflight_limit"] = min(
                 hm_load_relaxed(&self.workers[i].proto.mqtt.limit_min)
                 for i in range(self.n_workers))
+            out["mqtt_batch"] = self.mqtt_batch
+            if self.mqtt_e2e_filter is not None:
+                # 1 once every worker's subscriber has its SUBACK, 2 if one was refused
+                states = [hm_load_relaxed(&self.workers[i].proto.mqtt.subscribed)
+                          for i in range(self.n_workers)]
+                out["e2e_subscribed"] = 2 if 2 in states else min(states)
+                out["e2e_open_at_end"] = all(
+                    hm_load_relaxed(&self.workers[i].proto.mqtt.sub_open_at_end)
+                    for i in range(self.n_workers))
+            out["mqtt_writes"] = sum(hm_load_relaxed(&self.workers[i].proto.mqtt.writes)
+                                     for i in range(self.n_workers))
+            out["mqtt_packets"] = sum(hm_load_relaxed(&self.workers[i].proto.mqtt.packets)
+                                      for i in range(self.n_workers))
         return out

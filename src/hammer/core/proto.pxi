@@ -47,6 +47,9 @@ cdef enum:  # what on_bytes and on_eof return; a negative value is -(error class
                         # idled or closed by the protocol)
     PROTO_CLOSED = 2    # session_bytes: the request ended with the session and the
                         # protocol closed the connection (an MQTT connection storm)
+    PROTO_OWN = 3       # session_bytes: the session is open and the protocol keeps the
+                        # connection for itself (a service connection: MQTT's --e2e
+                        # subscriber), never for requests
 
 
 # prepare: choose what to send as request number `seq` (the slot, or the worker's count
@@ -66,15 +69,23 @@ ctypedef int (*proto_session_start_fn)(Worker *w, Conn *c, int64_t now) noexcept
 # session_bytes: bytes arrived in CS_SESSION: PROTO_DONE once the session is open.
 ctypedef int (*proto_session_bytes_fn)(Worker *w, Conn *c, const char *buf, size_t n,
                                        size_t *used, int64_t now) noexcept nogil
-# written: the request's last byte was written; PROTO_DONE when that completes it (MQTT
-#   QoS 0: the hook recorded it and idled the connection), PROTO_MORE to await an answer.
-ctypedef int (*proto_written_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+# stage: a protocol that writes several requests at once takes the prepared request
+#   into its own output instead of its being written now (conn_send calls it for a new
+#   request); it records the request, queues c for its flush (queue_flush) and decides
+#   whether c takes more (idle) or not. Its writes happen in flush.
+ctypedef void (*proto_stage_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
+# flush: write what c's protocol has staged (called once per loop pass for each queued
+#   connection, and when its socket turns writable after a partial write).
+ctypedef void (*proto_flush_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
 # session_end: the run is over and c is idle with its session open: end it (DISCONNECT).
 ctypedef void (*proto_session_end_fn)(Worker *w, Conn *c) noexcept nogil
 # fail_held: c fails while the protocol holds c.held written requests awaiting answers
 #   (MQTT with several messages in flight): end each in `error`, and set c.held to 0.
 ctypedef void (*proto_fail_held_fn)(Worker *w, Conn *c, uint8_t error,
                                     int64_t now) noexcept nogil
+# linger: the last request is done: 0 to end the loop, or a time (ns) to look again
+#   while the protocol still wants its connections (MQTT --e2e: the subscriber drains).
+ctypedef int64_t (*proto_linger_fn)(Worker *w, int64_t now) noexcept nogil
 # idle_tick: the timeouts sweep found c idle with its session open (MQTT: a PINGREQ when
 #   the keep-alive is due; the answer is awaited with c.expecting set).
 ctypedef void (*proto_idle_tick_fn)(Worker *w, Conn *c, int64_t now) noexcept nogil
@@ -87,7 +98,9 @@ cdef struct ProtoHooks:
     proto_on_eof_fn on_eof
     proto_session_start_fn session_start
     proto_session_bytes_fn session_bytes
-    proto_written_fn written
+    proto_stage_fn stage
+    proto_flush_fn flush
     proto_session_end_fn session_end
     proto_fail_held_fn fail_held
     proto_idle_tick_fn idle_tick
+    proto_linger_fn linger

@@ -8,6 +8,11 @@ cdef enum:  # Result.flags
     RF_LATE = 1             # waited for a free connection
     RF_OK = 2               # counted ok whatever the status (the protocol decided)
     RF_NOT_OK = 4           # counted not ok (http_error) whatever the status
+    RF_SEQ = 8              # target holds the message's number (low 32 bits), not a
+                            # target index (MQTT --e2e: the aggregator marks it sent ok)
+    RF_E2E = 16             # not a request: subscriber `status` received message number
+                            # write_ns, stamped intended_ns, from connection `target`
+                            # (MQTT --e2e); write_ns -1: a message without our stamp
 
 
 cdef struct Result:         # 32 bytes (checked at import)
@@ -26,6 +31,8 @@ if sizeof(Result) != 32:
 RESULT_LATE = RF_LATE
 RESULT_OK = RF_OK
 RESULT_NOT_OK = RF_NOT_OK
+RESULT_SEQ = RF_SEQ
+RESULT_E2E = RF_E2E
 
 
 cdef struct Ring:

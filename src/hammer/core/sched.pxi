@@ -34,7 +34,8 @@ cdef struct Worker:
     socklen_t addrlen
     int32_t family
     Hist connect_hist            # TCP connect times, ns
-    int32_t n_conns
+    int32_t n_conns              # the pool's connections
+    int32_t n_service            # then the protocol's own (conns[n_conns:]; MQTT --e2e)
     uint64_t *stop_level
     uint64_t *go_flag            # 0 until the engine sets start_ns
     # run state
@@ -46,6 +47,9 @@ cdef struct Worker:
     int64_t inflight
     int64_t started              # closed loop: requests started
     int32_t idle_head
+    int32_t idle_tail            # the idle list's last (push_idle_back), -1 when empty
+    int32_t *flush_list          # connections whose protocol flushes at the pass's end
+    int32_t n_flush
     int32_t unopened_head        # connections without a socket (never opened, or closed)
     int epfd
     int wake_fd                  # the engine's eventfd: wakes the control loop to drain
@@ -57,6 +61,7 @@ cdef struct Worker:
     int64_t reconnect_at_ns
     int64_t last_timer_wake_ns   # when the loop last woke by its timer (not by a socket)
     int64_t realtime_offset_ns   # CLOCK_REALTIME - CLOCK_MONOTONIC, read at each wake
+    int64_t linger_until_ns      # after the last request: the protocol's next look (0: none)
     # published counters (relaxed atomics: read live by the control plane)
     uint64_t scheduled
     uint64_t unsent
@@ -69,27 +74,31 @@ cdef struct Worker:
     uint64_t finished
 
 
-cdef inline void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t late,
-                           uint32_t target, int32_t status, uint8_t error,
-                           int64_t now) noexcept nogil:
-    """Hand one request's outcome to the aggregator; waits (never drops) if the ring is
-    full. A request a protocol held after its write (MQTT --inflight) has left its
-    connection: its stamps come from the protocol."""
-    cdef Result res
-    res.intended_ns = intended_ns
-    res.write_ns = write_ns
-    res.done_ns = now
-    res.status = <int16_t>status
-    res.error = error
-    res.flags = RF_LATE if late else 0
-    res.target = target
-    while not ring_push(&w.ring, &res):
+cdef inline void push_result(Worker *w, const Result *res) noexcept nogil:
+    """Hand a result to the aggregator; waits (never drops) if the ring is full."""
+    while not ring_push(&w.ring, res):
         counter_add(&w.ring_full_waits, 1)
         sleep_ns(RING_FULL_BACKOFF_NS)
     if (w.ring.head & (w.ring.mask >> 2)) == 0:
         # a quarter of the ring filled since the last call: have it drained now, not at
         # the control loop's next timed wake (which may be too far off at high rates)
         eventfd_write(w.wake_fd, 1)
+
+
+cdef inline void emit_held(Worker *w, int64_t intended_ns, int64_t write_ns, uint8_t late,
+                           uint32_t target, int32_t status, uint8_t error,
+                           int64_t now, uint8_t flags=0) noexcept nogil:
+    """Hand one request's outcome to the aggregator. A request a protocol held after its
+    write (MQTT --inflight) has left its connection: its stamps come from the protocol."""
+    cdef Result res
+    res.intended_ns = intended_ns
+    res.write_ns = write_ns
+    res.done_ns = now
+    res.status = <int16_t>status
+    res.error = error
+    res.flags = flags | (RF_LATE if late else 0)
+    res.target = target
+    push_result(w, &res)
     w.inflight -= 1
 
 
@@ -194,7 +203,7 @@ cdef void sweep_timeouts(Worker *w, int64_t now) noexcept nogil:
     """Time out requests and connects past their deadline; expire waiting slots."""
     cdef int32_t i
     cdef Conn *c
-    for i in range(w.n_conns):
+    for i in range(w.n_conns + w.n_service):
         c = &w.conns[i]
         if (c.has_request or c.held) and now >= c.deadline_ns:
             if conn_setting_up(c):
@@ -206,7 +215,7 @@ cdef void sweep_timeouts(Worker *w, int64_t now) noexcept nogil:
         elif c.state == CS_AWAIT_FIN and now >= c.deadline_ns:
             conn_close(w, c)  # the server never closed: close from our side
         elif (w.proto_hooks.idle_tick != NULL and c.session_open
-              and (c.state == CS_IDLE or c.held)):
+              and (c.state == CS_IDLE or c.held or c.service)):
             w.proto_hooks.idle_tick(w, c, now)
     if w.open_loop and w.starved:
         dispatch_open(w, now)
@@ -246,6 +255,8 @@ cdef int64_t next_wake_ns(Worker *w, int64_t now) noexcept nogil:
     is due (waking from a sleep can be late by more than the period on an idle CPU)."""
     cdef int64_t wake = w.next_sweep_ns
     cdef int64_t t
+    if w.linger_until_ns and w.linger_until_ns < wake:
+        wake = w.linger_until_ns
     if w.scheduling:
         if w.end_ns < wake:
             wake = w.end_ns
@@ -278,17 +289,26 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
     cdef Conn *c
     w.unopened_head = -1
     w.idle_head = -1
+    w.idle_tail = -1
     for i in range(w.n_conns - 1, -1, -1):
         w.conns[i].fd = -1
         w.conns[i].state = CS_CLOSED
         w.conns[i].next_free = w.unopened_head
         w.unopened_head = i
+    for i in range(w.n_conns, w.n_conns + w.n_service):
+        w.conns[i].fd = -1
+        w.conns[i].state = CS_CLOSED
+        w.conns[i].service = 1
     if w.no_preconnect:
         return
     for i in range(w.n_conns):
         c = pop_unopened(w)
         conn_connect(w, c, now)
         if conn_setting_up(c):
+            connecting += 1
+    for i in range(w.n_conns, w.n_conns + w.n_service):
+        conn_connect(w, &w.conns[i], now)
+        if conn_setting_up(&w.conns[i]):
             connecting += 1
     set_timespec(&ts, CONNECT_POLL_NS)
     while connecting > 0 and now < deadline and hm_load_relaxed(w.stop_level) == STOP_NONE:
@@ -305,7 +325,7 @@ cdef void worker_connect_all(Worker *w) noexcept nogil:
             elif c.state == CS_SESSION:
                 conn_readable(w, c)
         connecting = 0
-        for i in range(w.n_conns):
+        for i in range(w.n_conns + w.n_service):
             if conn_setting_up(&w.conns[i]):
                 connecting += 1
 
@@ -321,6 +341,14 @@ cdef void wait_until_start(Worker *w) noexcept nogil:
         set_timespec(&ts, until if until < w.pacer.start_ns else w.pacer.start_ns)
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)
         now = clock_ns()
+
+
+cdef bint keeps_lingering(Worker *w, int64_t now) noexcept nogil:
+    """The last request is done: does the protocol keep the loop a while (its linger)?"""
+    if w.proto_hooks.linger == NULL:
+        return False
+    w.linger_until_ns = w.proto_hooks.linger(w, now)
+    return w.linger_until_ns != 0
 
 
 cdef bint any_awaiting_fin(Worker *w) noexcept nogil:
@@ -374,6 +402,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
         # closed loop: every connected connection starts its first request now
         i = w.idle_head
         w.idle_head = -1
+        w.idle_tail = -1
         while i >= 0:
             c = &w.conns[i]
             i = c.next_free
@@ -405,11 +434,15 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 end_load_phase(w, now)
             elif w.unopened_head >= 0:
                 closed_loop_reopen(w, now)
-        if not w.scheduling and w.inflight == 0:
+        if not w.scheduling and w.inflight == 0 and not keeps_lingering(w, now):
             break
         if now >= w.next_sweep_ns:
             sweep_timeouts(w, now)
             w.next_sweep_ns = now + w.sweep_interval_ns
+        if w.n_flush:
+            flush_queued(w, clock_ns())
+            if not w.scheduling and w.inflight == 0 and not keeps_lingering(w, now):
+                break
         wake = next_wake_ns(w, now)
         wait_ns = wake - clock_ns()
         if wait_ns < 0:
@@ -449,8 +482,11 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 conn_readable(w, c)
                 if c.state == CS_CLOSED:
                     continue
-            if (ev & EPOLLOUT) and c.state == CS_BUSY and c.wpos < c.wlen:
-                conn_send(w, c)
+            if ev & EPOLLOUT:
+                if c.state == CS_BUSY and c.wpos < c.wlen:
+                    conn_send(w, c)
+                elif w.proto_hooks.flush != NULL:
+                    queue_flush(w, c)  # its protocol's partial write can go on
     # connections that asked the server to close: give its FIN a moment (so it closes
     # first and keeps the TIME_WAIT), then close every socket
     fin_wait_until = clock_ns() + FINAL_FIN_WAIT_NS
@@ -461,10 +497,10 @@ cdef void worker_run(Worker *w) noexcept nogil:
             c = &w.conns[<uint32_t>events[k].data.u64]
             if <uint32_t>(events[k].data.u64 >> 32) == c.gen and c.state == CS_AWAIT_FIN:
                 conn_readable(w, c)
-    for i in range(w.n_conns):
+    for i in range(w.n_conns + w.n_service):
         if w.conns[i].fd >= 0:
             if (w.proto_hooks.session_end != NULL and w.conns[i].session_open
-                    and w.conns[i].state == CS_IDLE):
+                    and (w.conns[i].state == CS_IDLE or w.conns[i].service)):
                 w.proto_hooks.session_end(w, &w.conns[i])
             conn_close(w, &w.conns[i])  # frees its TLS state too
     hm_store_release(&w.finished, 1)

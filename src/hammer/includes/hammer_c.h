@@ -68,4 +68,6 @@ static inline uint64_t hm_mulhi64(uint64_t a, uint64_t n) {
 
 static inline int hm_clz64(uint64_t v) { return v ? __builtin_clzll(v) : 64; }
 
+static inline int hm_popcount64(uint64_t v) { return __builtin_popcountll(v); }
+
 #endif

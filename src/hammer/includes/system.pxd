@@ -14,6 +14,7 @@ cdef extern from "hammer_c.h" nogil:
     int64_t hm_realtime_offset_ns()
     ssize_t hm_read_stamped(int fd, char *buf, size_t len, int64_t *rx_ns)
     int hm_clz64(uint64_t v)
+    int hm_popcount64(uint64_t v)
 
 
 cdef extern from "<errno.h>" nogil:
