@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""hammer's MQTT publisher against krylovsk/mqtt-benchmark (Go, paho), same run, side by side.
+"""hammer's MQTT publisher against mqtt-benchmark, mqtt-stresser and gmqtt, side by side.
 
     python bench/mqtt_bench.py --mqtt-benchmark /tmp/mqtt-benchmark-build/mqtt-benchmark \\
+        [--mqtt-stresser /tmp/mqtt-stresser-build/mqtt-stresser] [--gmqtt | --no-gmqtt] \\
         [--rounds 3] [--duration 3] [--qos 0 1 2] [--qos0-rate auto|N] [--json out.json]
+
+The peers, each optional: krylovsk/mqtt-benchmark (Go, paho; --mqtt-benchmark),
+inovex/mqtt-stresser (Go, paho; --mqtt-stresser) and gmqtt (Python asyncio, run by
+bench/peers/gmqtt_pub.py; on by default when importable, pip install '.[bench]').
 
 One private mosquitto (tests/mqttpeer.py's Broker: a free 127.0.0.1 port, Nagle off, no
 inflight or queue limits, no persistence) pinned to CPU 0; every client run pinned to
@@ -20,10 +25,19 @@ payloads, one message in flight per client. For each QoS, in alternated rounds:
   up rather than draining socket buffers afterwards) and `hammer@peer`, run right after
   mqtt-benchmark in each round, at the rate mqtt-benchmark just reached (the same message
   rate as the peer: CPU per message at equal load).
+- mqtt-stresser `-num-clients 10 -num-messages N -publisher-qos Q -subscriber-qos 0
+  -constant-payload <64 bytes> -topic-base-path T -no-progress`, N calibrated as for
+  mqtt-benchmark. Each of its clients is a publisher and a subscriber to its own topic
+  (T/HOST/workerI-RANDOM: the counting subscriber takes T/#), publishing one message at
+  a time (it waits for paho's token); its CPU and the broker's include that second
+  delivery of every message.
+- gmqtt_pub.py `--clients 10 --qos Q --size 64 --duration D`: 10 gmqtt clients in one
+  asyncio process (uvloop when importable), one message in flight each.
 
 Measured per run: messages the client claims (hammer counts.ok: written at QoS 0, PUBACK
 at 1, PUBCOMP at 2; mqtt-benchmark successes: its paho token done, which at QoS 0 is
-"written"), the client's msg/s (its own figure), the client's CPU (user+sys from wait4:
+"written"; mqtt-stresser: its publish calls; gmqtt: acks, at QoS 0 messages handed to
+the transport), the client's msg/s (its own figure), the client's CPU (user+sys from wait4:
 exactly that process), CPU us/msg gross and net of a 10-connection, 1-message run of the
 same tool and QoS (the fixed start-up cost, median of 3), the broker's CPU
 (/proc/PID/stat delta) per message, latency (hammer p50/p99/mean; mqtt-benchmark only
@@ -498,7 +512,8 @@ def main() -> int:
         "hammer": args.hammer, "mqtt_benchmark": args.mqtt_benchmark,
         "mqtt_stresser": args.mqtt_stresser, "gmqtt": gmqtt_info if args.gmqtt else None,
         "peers": peers, "mosquitto": mosquitto, "mosquitto_version": mosquitto_version(mosquitto),
-        "subscriber": "raw, QoS 0, one exact topic per run, in the driver"}}
+        "subscriber": "raw, QoS 0, one exact topic per run (mqtt-stresser: "
+                      "TOPIC/#), in the driver"}}
     with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp:
         workdir = Path(tmp)
         broker = Broker(mosquitto, workdir)
