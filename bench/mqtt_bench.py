@@ -593,7 +593,7 @@ def drive(b: Bench, args: argparse.Namespace, peers: list[str]) -> dict[str, Any
             log(f"calibration {c} qos{qos}: {rate:,.0f} msg/s -> count "
                 f"{peer_count[c][qos]} per client")
     qos0_rate = None
-    ramp = []
+    ramp: list[dict[str, Any]] = []
     if 0 in args.qos:
         if args.qos0_rate == "auto":
             qos0_rate, ramp = find_qos0_rate(b)

@@ -35,20 +35,21 @@ import time
 from typing import Any
 
 import gmqtt
+import gmqtt.storage
 from gmqtt.mqtt.constants import MQTTv311
 
 try:
     import uvloop
 except ImportError:              # the bench still runs on asyncio's own loop, and says so
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
-try:                             # gmqtt >= 0.8
-    from gmqtt.storage import PersistentStorage as _Storage
-except ImportError:              # gmqtt 0.6/0.7
-    from gmqtt.storage import HeapPersistentStorage as _Storage  # type: ignore[attr-defined,no-redef]
+# the client's default in-flight store: PersistentStorage in gmqtt >= 0.8, before it
+# HeapPersistentStorage
+_Storage: Any = (getattr(gmqtt.storage, "PersistentStorage", None)
+                 or gmqtt.storage.HeapPersistentStorage)
 
 
-class AckStorage(_Storage):  # type: ignore[misc,valid-type]
+class AckStorage(_Storage):
     """gmqtt's in-memory in-flight store, which also wakes the publisher when gmqtt
     removes a message (its ack arrived). One per client: one message in flight."""
 
