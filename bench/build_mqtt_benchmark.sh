@@ -5,7 +5,7 @@
 #   sh bench/build_mqtt_benchmark.sh [OUT_DIR]        (default /tmp/mqtt-benchmark-build)
 #
 # The binary lands in OUT_DIR/mqtt-benchmark. Needs Debian's Go toolchain and Go library
-# packages (see bench/README.md, "MQTT: hammer against mqtt-benchmark"):
+# packages (see bench/README.md, "Building mqtt-benchmark"):
 #   apt-get install -y golang-go golang-github-gorilla-websocket-dev \
 #       golang-golang-x-net-dev golang-golang-x-sync-dev
 # and three git repositories (bare mirrors or clones), given by these variables:
