@@ -8,7 +8,7 @@
 
 PYTHON ?= python3
 
-.PHONY: system-deps install dev test lint bench fuzz clean
+.PHONY: bench-mqtt system-deps install dev test lint bench fuzz clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -36,6 +36,14 @@ test: system-deps install
 BENCH_ARGS ?=
 bench: install
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# MQTT: hammer against mqtt-benchmark, mqtt-stresser and gmqtt, then paced publishing
+# (bench/README.md, "MQTT"); MQTT_BENCH_ARGS: mqtt_bench.py's flags, e.g.
+#   make bench-mqtt MQTT_BENCH_ARGS='--mqtt-benchmark /tmp/mqtt-benchmark-build/mqtt-benchmark'
+MQTT_BENCH_ARGS ?=
+bench-mqtt: install
+	$(PYTHON) bench/mqtt_bench.py $(MQTT_BENCH_ARGS)
+	$(PYTHON) bench/mqtt_paced.py
 
 # Searches beyond the deterministic suite: the atheris framing fuzzer with a fresh seed
 # (new finds go to a scratch corpus, crashes to ./crash-*), then the hypothesis

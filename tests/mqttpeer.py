@@ -39,7 +39,8 @@ class Broker:
             "set_tcp_nodelay true\n"
             f"max_inflight_messages {max_inflight}\n"
             "max_queued_messages 0\n"
-            "persistence false\n")
+            "persistence false\n"
+            "sys_interval 1\n")
         self.log = directory / "mosquitto.log"
         self._command = [binary, "-c", str(conf)]
         self._start()
@@ -166,6 +167,36 @@ class Subscriber:
         self._stop = True
         self._thread.join(5)
         self.sock.close()
+
+
+def sys_counter(port: int, topic: str, expected: int, timeout_s: float = 10.0) -> int:
+    """The broker's own counter `topic` ($SYS/..., published every sys_interval) once
+    it reads `expected`, or its last value when timeout_s passes first (mosquitto's lag
+    by up to a sys_interval and more)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    with sock:
+        sock.sendall(_packet(1, 0, _str("MQTT") + bytes([4, 2]) + struct.pack(">H", 0)
+                             + _str(f"sys-{os.getpid()}-{time.monotonic_ns()}")))
+        sock.sendall(_packet(8, 2, struct.pack(">H", 1) + _str(topic) + b"\x00"))
+        buf, value = b"", -1
+        deadline = time.monotonic() + timeout_s
+        while value != expected and time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            at = 0
+            while (parsed := _split_packet(buf, at)) is not None:
+                head, body, at = parsed
+                if head >> 4 == 3:
+                    (tlen,) = struct.unpack(">H", body[:2])
+                    value = int(body[2 + tlen:])
+            buf = buf[at:]
+        return value
 
 
 class CountingBroker:

@@ -15,7 +15,7 @@ from accounting import check_invariant
 from hammer import exitcodes
 from hammer.errors import ConfigError
 from hammer.reporters import render_text
-from mqttpeer import CountingBroker, Subscriber
+from mqttpeer import CountingBroker, Subscriber, sys_counter
 
 
 @pytest.mark.parametrize(("qos", "done_at"), [(0, "written"), (1, "PUBACK"), (2, "PUBCOMP")])
@@ -431,3 +431,43 @@ def test_e2e_a_refused_subscription_stops_the_run_before_it_starts() -> None:
         assert broker.total == 0
     finally:
         broker.close()
+
+
+def test_the_brokers_own_counter_settles_at_hammers_count(mosquitto: Any) -> None:
+    """mosquitto's $SYS count of PUBLISH received (it lags, by up to its sys_interval and
+    more) settles at exactly what hammer counted sent and acknowledged."""
+    broker = mosquitto()
+    report = hammer.run(f"{broker.url}/sys/{{slot}}", rate=500, duration="1s", qos=1,
+                        connections=4)
+    check_invariant(report)
+    assert report.counts.ok == report.counts.sent == 500
+    assert sys_counter(broker.port, "$SYS/broker/publish/messages/received", 500) == 500
+
+
+def test_a_scenario_runs_an_mqtt_workload_beside_an_http_one(
+        mosquitto: Any, target_server: Any, tmp_path: Any) -> None:
+    broker = mosquitto()
+    server = target_server()
+    sub = Subscriber(broker.port, "iot/#")
+    scenario = tmp_path / "mixed.toml"
+    scenario.write_text(
+        'duration = "1s"\n'
+        f'[scenarios.web]\nurl = "{server.url}"\nrate = 200\n'
+        f'[scenarios.iot]\nurl = "{broker.url}/iot/{{slot}}"\nrate = 300\nqos = 2\n'
+        'e2e = true\nconnections = 3\n')
+    try:
+        done = subprocess.run([sys.executable, "-m", "hammer", "run", "--scenario",
+                               str(scenario), "--json", "-", "-q"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode in (exitcodes.OK, exitcodes.SATURATED), done.stderr
+        data = json.loads(done.stdout)
+        web, iot = data["workloads"]["web"], data["workloads"]["iot"]
+        assert (web["kind"], iot["kind"]) == ("http", "mqtt")
+        assert web["counts"]["ok"] == 200 and iot["counts"]["ok"] == 300
+        assert iot["status"] == {"PUBCOMP": 300}
+        assert iot["hammer"]["e2e"]["unique"] == 300 and iot["hammer"]["e2e"]["lost"] == 0
+        assert data["counts"]["ok"] == 500
+        assert server.wait_stats(requests=200)["responses"] == {"200": 200}
+        assert sub.wait_for(300) == 300
+    finally:
+        sub.close()
