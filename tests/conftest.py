@@ -144,8 +144,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
 
 @pytest.fixture
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
-    """Factory: ``mosquitto(anonymous=True)`` starts a broker on a free 127.0.0.1 port
-    (tests/mqttpeer.Broker: ``.url``, ``.port``, ``.stop()``). Skips when mosquitto is
+    """Factory: ``mosquitto(anonymous=True, max_inflight=0, tls=None)`` starts a broker on
+    a free 127.0.0.1 port (tests/mqttpeer.Broker: ``.url``, ``.port``, ``.stop()``; with
+    tls=(cert, key) also a TLS listener on ``.tls_port``). Skips when mosquitto is
     missing, fails under CI=true."""
     from mqttpeer import Broker, find_mosquitto
 
@@ -156,10 +157,11 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
         pytest.skip("mosquitto is not installed")
     started: list[Broker] = []
 
-    def factory(anonymous: bool = True, max_inflight: int = 0) -> Broker:
+    def factory(anonymous: bool = True, max_inflight: int = 0,
+                tls: tuple[str, str] | None = None) -> Broker:
         assert binary is not None
         broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), anonymous=anonymous,
-                        max_inflight=max_inflight)
+                        max_inflight=max_inflight, tls=tls)
         started.append(broker)
         return broker
 

@@ -29,18 +29,30 @@ class Broker:
     """mosquitto on 127.0.0.1:port, Nagle off (its default would put PUBACKs behind it)."""
 
     def __init__(self, binary: str, directory: Path, *, anonymous: bool = True,
-                 max_inflight: int = 0) -> None:
+                 max_inflight: int = 0, tls: tuple[str, str] | None = None) -> None:
+        """tls: (certificate, key) PEM files for a second, TLS listener on tls_port."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         conf = directory / "mosquitto.conf"
+        tls_listener = ""
+        self.tls_port = 0
+        if tls is not None:
+            self.tls_port = free_port()
+            tls_listener = (f"listener {self.tls_port} 127.0.0.1\n"
+                            f"certfile {tls[0]}\nkeyfile {tls[1]}\n")
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            # started as root, mosquitto would run as its own user, which cannot read
+            # the tests' private directories (the TLS files); as anyone else, no change
+            "user root\n"
+            "per_listener_settings false\n"
             f"allow_anonymous {'true' if anonymous else 'false'}\n"
             "set_tcp_nodelay true\n"
             f"max_inflight_messages {max_inflight}\n"
             "max_queued_messages 0\n"
             "persistence false\n"
-            "sys_interval 1\n")
+            "sys_interval 1\n"
+            f"listener {self.port} 127.0.0.1\n"
+            + tls_listener)
         self.log = directory / "mosquitto.log"
         self._command = [binary, "-c", str(conf)]
         self._start()

@@ -471,3 +471,55 @@ def test_a_scenario_runs_an_mqtt_workload_beside_an_http_one(
         assert sub.wait_for(300) == 300
     finally:
         sub.close()
+
+
+def test_mqtts_verifies_the_broker_and_publishes_through_tls(mosquitto: Any,
+                                                             test_pki: Any) -> None:
+    broker = mosquitto(tls=(test_pki.server_cert, test_pki.server_key))
+    sub = Subscriber(broker.port, "tls/#")
+    try:
+        report = hammer.run(f"mqtts://127.0.0.1:{broker.tls_port}/tls/{{slot}}", rate=300,
+                            duration="1s", qos=2, connections=2, cacert=test_pki.ca,
+                            e2e=True)
+        check_invariant(report)
+        data = report.to_dict()
+        assert report.counts.ok == 300 and data["tls"]["verified"] is True
+        assert data["tls"]["handshakes"] >= 3              # two publishers, a subscriber
+        assert data["hammer"]["e2e"]["unique"] == 300
+        assert sub.wait_for(300) == 300
+    finally:
+        sub.close()
+
+
+def test_mqtts_against_an_untrusted_broker_sends_nothing(mosquitto: Any,
+                                                         test_pki: Any) -> None:
+    broker = mosquitto(tls=(test_pki.untrusted_cert, test_pki.untrusted_key))
+    sub = Subscriber(broker.port, "#")
+    try:
+        report = hammer.run(f"mqtts://127.0.0.1:{broker.tls_port}/t", rate=50,
+                            duration="1s", qos=1, connections=2, cacert=test_pki.ca)
+        check_invariant(report)
+        assert report.counts.ok == 0 and report.counts.sent == 0
+        assert set(report.errors) == {"tls"}
+        assert sub.wait_for(1, timeout=1) == 0
+    finally:
+        sub.close()
+
+
+def test_e2e_a_subscriber_gone_mid_run_is_said_and_what_it_missed_is_lost(
+        mosquitto: Any) -> None:
+    """A broker restart ends the subscriber's session (it is not reopened): the report
+    says so, the publishers go on, and what was sent after it counts as lost."""
+    import threading
+
+    broker = mosquitto()
+    threading.Timer(1.0, broker.restart).start()
+    report = hammer.run(f"{broker.url}/e2e", rate=20, duration="3s", qos=1,
+                        connections=2, timeout="1s", e2e=True)
+    check_invariant(report)
+    data = report.to_dict()
+    e2e = data["hammer"]["e2e"]
+    assert any("subscriber's session ended" in note for note in data["notes"])
+    assert report.counts.ok >= 52 and e2e["lost"] >= 30
+    # every message counted ok was either delivered or lost
+    assert e2e["unique"] - e2e["unacknowledged"] + e2e["lost"] == report.counts.ok
