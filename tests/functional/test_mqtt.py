@@ -523,3 +523,28 @@ def test_e2e_a_subscriber_gone_mid_run_is_said_and_what_it_missed_is_lost(
     assert report.counts.ok >= 52 and e2e["lost"] >= 30
     # every message counted ok was either delivered or lost
     assert e2e["unique"] - e2e["unacknowledged"] + e2e["lost"] == report.counts.ok
+
+
+def test_a_closed_loop_window_topped_up_a_batch_at_a_time(mosquitto: Any) -> None:
+    """--inflight 8 --batch 2: each connection keeps 8 in flight, written at most 2 to a
+    write; every message arrives, and every session still ends with DISCONNECT."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, "win/#")
+    try:
+        report = hammer.run(f"{broker.url}/win/{{slot}}", connections=2, duration="1s",
+                            qos=1, inflight=8, batch=2, client_id_prefix="win")
+        check_invariant(report)
+        writes = report.to_dict()["hammer"]["writes"]
+        assert report.counts.ok > 1000
+        assert 1 <= writes["packets_per_write"] <= 2 and writes["max_packets_per_write"] == 2
+        assert sub.wait_for(report.counts.ok) == report.counts.ok
+        log = ""
+        for _ in range(50):
+            log = broker.log.read_text(errors="replace")
+            if log.count("disconnected.") >= 2:
+                break
+            __import__("time").sleep(0.05)
+        assert sorted(line.split("Client ")[1].split(" ")[0] for line in log.splitlines()
+                      if line.endswith(" disconnected.")) == ["win-0-0", "win-0-1"]
+    finally:
+        sub.close()

@@ -664,8 +664,8 @@ cdef void mqtt_flush(Worker *w, Conn *c, int64_t now) noexcept nogil:
     cdef MqttConn *mc = &c.proto.mqtt
     cdef uint32_t before
     cdef int r
-    if mc.in_flush:
-        return
+    if mc.in_flush or conn_setting_up(c):
+        return                 # (closed and reopened since it was queued: not yet)
     if mc.subscriber:
         if mc.out_len and mqtt_write_out(w, c) < 0:
             conn_close(w, c)           # its acknowledgements cannot go: it ends

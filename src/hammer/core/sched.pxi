@@ -408,7 +408,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
             i = c.next_free
             c.state = CS_IDLE
             closed_loop_next(w, c, now)
-            if not c.has_request:
+            if not c.has_request and c.state == CS_IDLE:  # (a staged request: CS_BUSY)
                 push_idle(w, c)
         # connections that failed to open are retried as requests (and counted)
         closed_loop_reopen(w, now)
@@ -487,6 +487,8 @@ cdef void worker_run(Worker *w) noexcept nogil:
                     conn_send(w, c)
                 elif w.proto_hooks.flush != NULL:
                     queue_flush(w, c)  # its protocol's partial write can go on
+    if w.n_flush:
+        flush_queued(w, clock_ns())  # what the last answers queued (the connections idle)
     # connections that asked the server to close: give its FIN a moment (so it closes
     # first and keeps the TIME_WAIT), then close every socket
     fin_wait_until = clock_ns() + FINAL_FIN_WAIT_NS
