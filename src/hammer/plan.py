@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 # longer is descheduled by the host and may wake milliseconds late, and so may the
 # server's (at 250 us, send-lag p90 reached 2 ms here; at 100-150 us it stayed ~0.1 ms).
 # A Python hammer's wake costs more: it takes a longer quantum.
-CORE_QUANTUM_NS = 100_000
+CORE_QUANTUM_NS = 150_000
 PYTHON_QUANTUM_NS = 250_000
 MAX_QUANTUM_NS = 100_000_000
 MAX_SPIN_NS = units.NS_PER_S

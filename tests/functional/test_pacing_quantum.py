@@ -95,11 +95,11 @@ def test_default_pacing_and_no_polling_are_in_the_report(target_server) -> None:
     server = target_server()
     report = hammer.run(server.url, rate=100, requests=10)
     data = report.to_dict()
-    assert data["pacing"] == {"mode": "quantum", "quantum_us": 100.0}
+    assert data["pacing"] == {"mode": "quantum", "quantum_us": 150.0}
     assert data["spin_ms"] == 0.0
     from hammer.reporters import render_text
 
-    assert "pacing quantum 100us" in render_text(data)
+    assert "pacing quantum 150us" in render_text(data)
     polled = hammer.run(server.url, rate=100, requests=10, spin="1ms", pacing="exact")
     text = render_text(polled.to_dict())
     assert "pacing exact, polling 1.00ms before each send" in text
