@@ -348,3 +348,26 @@ def test_hits_that_waited_count_as_late_whatever_their_outcome() -> None:
     check_invariant(report)
     assert report.counts.error == report.counts.sent == 10
     assert report.counts.late == 9
+
+
+def test_each_hit_runs_in_its_own_context_whether_it_waits_or_not() -> None:
+    """Open loop starts a hit's first step at once, in its wake, and gives a Task only to
+    a hit that then waits: each still has a context of its own (as under a Task), and
+    hits done at once and hits that waited are counted alike."""
+    import contextvars
+
+    current: contextvars.ContextVar[int] = contextvars.ContextVar("current", default=-1)
+
+    class Mixed(Hammer):
+        async def hit(self, slot: int) -> int:
+            if current.get() != -1:
+                return 500                      # a context shared with another hit
+            current.set(slot)
+            if slot % 3:
+                await asyncio.sleep(0.002)      # overlaps the next hits
+            return 200 if current.get() == slot else 500
+
+    report = hammer.run(hammer=Mixed(), rate=2000, requests=600, spin="1ms")
+    check_invariant(report)
+    assert report.status == {"200": 600}
+    assert current.get() == -1                  # the driver's own context untouched
