@@ -198,7 +198,8 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
     """Send load to URL and report what happened.
 
     With no URL, starts the built-in target server on 127.0.0.1 and runs a short
-    open-loop demo against it (1,000 req/s for 3 s unless told otherwise).
+    demo against it: open loop at 1,000 req/s for 3 s unless told otherwise (-c
+    without -r: a closed loop on that many connections).
     """
     from hammer.errors import ConfigError
     from hammer.runner import configure, run_cli
@@ -241,8 +242,10 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
     if demo and cluster is not None and cluster.address is not None:
         _fail_usage("--cluster with a remote scheduler needs a URL (the built-in target "
                     "runs on this host only)")
+    closed_demo = demo and given.get("rate") is None and given.get("connections") is not None
     if demo:
-        given.setdefault("rate", DEMO_RATE)
+        if not closed_demo:
+            given.setdefault("rate", DEMO_RATE)
         if given.get("duration") is None and given.get("requests") is None:
             given["duration"] = DEMO_DURATION
     try:
@@ -260,8 +263,10 @@ def run(ctx: click.Context, url: str | None, json_path: str | None, csv_path: st
             config = configure(url, **given)
             length = (f"{given['duration']}" if given.get("duration") is not None
                       else f"{given['requests']} requests")
+            loop = (f"closed loop on {given['connections']} connections" if closed_demo
+                    else f"open loop at {given['rate']}/s")
             click.echo(f"hammer: no URL given: started the built-in target at {url}; "
-                       f"open loop at {given['rate']}/s for {length}", err=True)
+                       f"{loop} for {length}", err=True)
         if given.get("insecure"):
             click.echo("hammer: warning: --insecure: TLS certificates are not verified",
                        err=True)

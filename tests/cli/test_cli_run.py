@@ -261,6 +261,15 @@ def test_demo_without_url(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_demo_with_connections_and_no_rate_is_a_closed_loop(tmp_path: Path) -> None:
+    proc = ok(hammer("run", "-c", "4", "-d", "500ms", "-q", "--json", "-", cwd=tmp_path))
+    report = json.loads(proc.stdout)
+    check_contract(report)
+    assert report["mode"] == "closed" and report["connections"] == 4
+    assert report["counts"]["ok"] == report["counts"]["scheduled"] > 500
+    assert "closed loop on 4 connections for 500ms" in proc.stderr
+
+
 # --------------------------------------------------------------------------- help
 
 
