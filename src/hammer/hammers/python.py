@@ -15,10 +15,8 @@ waiting when its timeout has passed, or when the load phase ends, is unsent.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import concurrent.futures
 import contextlib
-import contextvars
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -97,56 +95,6 @@ def make_hammer_config(hammer: Any, plan: Plan, url: str | None = None) -> Hamme
                         is_async=is_async, sync_threads=threads, url=url)
 
 
-class _Started(collections.abc.Coroutine[Any, Any, Any]):
-    """A hit whose first step already ran (eagerly, in its wake) and is now waiting: a
-    Task drives the rest. Its first step hands the Task what the coroutine yielded (the
-    future it awaits, or None), as if the Task had taken that step itself."""
-
-    __slots__ = ("_coro", "_first", "_pending")
-
-    def __init__(self, coro: collections.abc.Coroutine[Any, Any, Any], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-        self._pending = True
-
-    def send(self, value: Any) -> Any:
-        if self._pending:
-            self._pending = False
-            return self._first
-        return self._coro.send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self._pending = False
-        if val is None and tb is None:
-            return self._coro.throw(typ)
-        return self._coro.throw(typ, val, tb)
-
-    def close(self) -> None:
-        self._coro.close()
-
-    def __await__(self) -> Any:
-        return self
-
-    def __iter__(self) -> Any:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
-
-class _NoTask:
-    """running[slot]'s task while a hit's eager first step runs (nothing to cancel)."""
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_done_callback(self, fn: Any) -> None:
-        pass
-
-
-_NO_TASK: Any = _NoTask()
-
-
 class _Driver:
     """One load phase of a Python hammer on the running loop."""
 
@@ -173,10 +121,6 @@ class _Driver:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=config.sync_threads, thread_name_prefix="hammer-hit")
         self.hit = self._hit_async if config.is_async else self._hit_sync
-        # open loop, async: a hit's first step runs at once, in the wake that is due to
-        # start it; only a hit that then waits gets a Task (most of a no-op's cost)
-        self.eager = config.is_async and plan.open_loop
-        self.dispatching = False
         self.error_samples: list[dict[str, Any]] = []
         # run state
         self.start_ns = 0
@@ -238,13 +182,6 @@ class _Driver:
 
     def _dispatch(self, now: int) -> None:
         """Open loop: start every due slot; with none free, wait (late)."""
-        self.dispatching = True
-        try:
-            self._dispatch_due(now)
-        finally:
-            self.dispatching = False
-
-    def _dispatch_due(self, now: int) -> None:
         intended = self.intended
         while self.scheduling and self.next_slot < self.n_slots:
             t = intended(self.next_slot)
@@ -313,21 +250,8 @@ class _Driver:
 
     def _start_hit(self, local_slot: int, intended_ns: int, late: bool, now: int) -> None:
         slot = self.slot_first + local_slot * self.slot_stride  # the schedule's number
-        coro = self.hit(slot, intended_ns, late)
-        if not self.eager:
-            self.running[slot] = (now + self.timeout_ns, self.loop.create_task(coro),
-                                  intended_ns or now)
-            return
-        self.running[slot] = (now + self.timeout_ns, _NO_TASK, intended_ns or now)
-        context = contextvars.copy_context()   # its own, as a Task's would be
-        try:
-            first = context.run(coro.send, None)
-        except StopIteration:
-            return                  # done at once: it accounted for itself
-        self.running[slot] = (now + self.timeout_ns,
-                              self.loop.create_task(  # type: ignore[call-arg]
-                                  _Started(coro, first), context=context),
-                              intended_ns or now)
+        task = self.loop.create_task(self.hit(slot, intended_ns, late))
+        self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
 
     async def _hit_async(self, slot: int, intended_ns: int, late: bool) -> None:
         start = time.monotonic_ns()
@@ -378,7 +302,7 @@ class _Driver:
         self.inflight -= 1
         if self.scheduling:
             if self.open_loop:
-                if self.starved and not self.dispatching:
+                if self.starved:
                     self._dispatch(time.monotonic_ns())
             else:
                 self._closed_next()
