@@ -42,6 +42,16 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
+def _required(binary: str | None, name: str) -> str:
+    """A server binary the tests need: skip without it, but fail under CI=true (where
+    .ci/run installs it)."""
+    if binary is None:
+        if _in_ci():
+            pytest.fail(f"{name} is not installed, and CI=true requires it")
+        pytest.skip(f"{name} is not installed")
+    return binary
+
+
 _SOCKET_CHECKED_DIRS = ("functional", "cli")
 
 
@@ -120,16 +130,11 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Ng
     ``.access_log_entries()``, ``.connections_in_log()``, ``.connections_accepted()``,
     ``.stub_status()``, ``.stop()``). Skips when nginx is missing, fails under CI=true.
     """
-    nginx_bin = find_nginx()
-    if nginx_bin is None:
-        if _in_ci():
-            pytest.fail("nginx is not installed, and CI=true requires it")
-        pytest.skip("nginx is not installed")
+    nginx_bin = _required(find_nginx(), "nginx")
     started: list[NginxServer] = []
 
     def factory(workers: int = 1, extra_locations: str = "", tls: PkiFiles | None = None,
                 client_auth: bool = False) -> NginxServer:
-        assert nginx_bin is not None
         prefix = tmp_path_factory.mktemp("nginx")
         server = start_nginx(nginx_bin, prefix, workers=workers, extra_locations=extra_locations,
                              tls=tls, client_auth=client_auth)
@@ -150,16 +155,11 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
     missing, fails under CI=true."""
     from mqttpeer import Broker, find_mosquitto
 
-    binary = find_mosquitto()
-    if binary is None:
-        if _in_ci():
-            pytest.fail("mosquitto is not installed, and CI=true requires it")
-        pytest.skip("mosquitto is not installed")
+    binary = _required(find_mosquitto(), "mosquitto")
     started: list[Broker] = []
 
     def factory(anonymous: bool = True, max_inflight: int = 0,
                 tls: tuple[str, str] | None = None) -> Broker:
-        assert binary is not None
         broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), anonymous=anonymous,
                         max_inflight=max_inflight, tls=tls)
         started.append(broker)

@@ -180,6 +180,12 @@ class Subscriber:
         self._thread.join(5)
         self.sock.close()
 
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def sys_counter(port: int, topic: str, expected: int, timeout_s: float = 10.0) -> int:
     """The broker's own counter `topic` ($SYS/..., published every sys_interval) once
@@ -351,6 +357,12 @@ class CountingBroker:
         self._listener.close()
         for t in self._threads:
             t.join(5)
+
+    def __enter__(self) -> CountingBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _split_packet(buf: bytes, at: int) -> tuple[int, bytes, int] | None:

@@ -160,6 +160,17 @@ class RunConfig(PlanView):
             "n_groups": len(self.group_labels) if self.group_labels is not None else None,
         }
 
+    def setup_error(self, counters: Mapping[str, Any]) -> str | None:
+        """Once the engine's connections are ready: why the run cannot start (from its
+        counters), or None. The HTTP kind has no such condition."""
+        return None
+
+    def engine_figures(self, counters: Mapping[str, Any],
+                       aggregator: Any) -> tuple[dict[str, Any], list[str]]:
+        """What the kind measured beyond the common figures (the report shows them under
+        "hammer"), and its notes, from the finished engine's counters and aggregator."""
+        return {}, []
+
     def report_fields(self) -> dict[str, object]:
         """What the report says of this kind beyond the common fields."""
         fields: dict[str, object] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -104,9 +105,38 @@ class MqttConfig(RunConfig):
             "inflight": self.inflight,
             "batch": self.batch,
             "storm": self.storm,
+            "ok_statuses": sorted(self.ok_statuses or ()),
             "e2e": None if self.e2e_filter is None else {
                 "filter": self.e2e_filter.encode(), "linger_max_ns": self.e2e_wait_ns},
         }}
+
+    def setup_error(self, counters: Mapping[str, Any]) -> str | None:
+        """--e2e: the run starts only once every subscriber has its SUBACK."""
+        subscribed = counters.get("e2e_subscribed")
+        if subscribed is None or subscribed == 1:
+            return None
+        why = "the broker refused it" if subscribed == 2 else "no SUBACK in time"
+        return f"--e2e: the subscriber could not subscribe to {self.e2e_filter!r} ({why})"
+
+    def engine_figures(self, counters: Mapping[str, Any],
+                       aggregator: Any) -> tuple[dict[str, Any], list[str]]:
+        """How the packets were written, what the --e2e subscribers received, and notes
+        on a broker's Receive Maximum or a subscriber lost."""
+        figures: dict[str, Any] = {}
+        notes = []
+        if not self.storm:     # (a storm writes its CONNECTs alone: report_fields says so)
+            figures["writes"] = write_figures(counters["mqtt_batch"], counters["mqtt_writes"],
+                                              counters["mqtt_packets"])
+        if (e2e := aggregator.e2e_summary()) is not None:
+            figures["e2e"] = {"filter": self.e2e_filter, **e2e}
+            if not counters.get("e2e_open_at_end"):
+                notes.append("--e2e: a subscriber's session ended before the run did: what "
+                             "it would have received counts as lost")
+        limit = counters["mqtt_inflight_limit"]
+        if limit < self.inflight:
+            notes.append(f"the broker's Receive Maximum capped the messages in flight per "
+                         f"connection at {limit:,} (--inflight {self.inflight:,} asked)")
+        return figures, notes
 
     def report_fields(self) -> dict[str, object]:
         if self.storm:
@@ -285,6 +315,7 @@ def make_mqtt_config(
         raise ConfigError("--client-id-prefix is too long (at most 200 bytes)")
     user = username if username is not None else url_user
     pw = password if password is not None else url_password
+    # the URL's password is a secret even when --password overrides it
     if pw is not None and user is None:
         raise ConfigError("an MQTT password needs a user name")
     data = _payload(payload, payload_file, payload_size)
@@ -306,7 +337,7 @@ def make_mqtt_config(
         connect_timeout_ns=as_ns(connect_timeout, "connect-timeout"), tls=tls,
         ok_statuses=frozenset({0}) if storm else frozenset(range(0x80)),
         group_labels=((method, target.url),),
-        secrets=tuple(s for s in (pw,) if s),
+        secrets=tuple(p for p in dict.fromkeys((password, url_password)) if p),
         qos=qos_n, topic=topic, payload=data,
         retain=bool(retain), client_prefix=prefix, keepalive_s=keepalive_s,
         version=str(mqtt_version), inflight=window, batch=batch_n, storm=bool(storm),
@@ -329,15 +360,5 @@ def mqtt_config_from_options(url: str, options: dict[str, Any]) -> MqttConfig:
     return make_mqtt_config(url, **options)
 
 
-def mqtt_secrets(url: str, options: dict[str, Any]) -> tuple[str, ...]:
-    """What never appears in an output: the password, from the URL or --password."""
-    password = options.get("password")
-    try:
-        url_password = urlsplit(url).password
-    except ValueError:
-        url_password = None
-    return tuple(unquote(p) for p in (password, url_password) if p)
-
-
 __all__ = ["MQTT_OPTIONS", "MqttConfig", "is_mqtt_url", "make_mqtt_config",
-           "mqtt_config_from_options", "mqtt_secrets", "subscription_filter", "write_figures"]
+           "mqtt_config_from_options", "subscription_filter", "write_figures"]

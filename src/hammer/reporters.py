@@ -47,16 +47,6 @@ _TABLE_COLUMN_WIDTH = 9
 # --------------------------------------------------------------------------- helpers
 
 
-
-
-
-
-
-
-
-
-
-
 def _plural(n: Any, word: str) -> str:
     return f"{_count(n)} {word}{'' if n == 1 else 's'}"
 
@@ -104,8 +94,6 @@ def _wrapped(prefix: str, text: str) -> list[str]:
         break_long_words=True,
         break_on_hyphens=False,
     ) or [prefix.rstrip()]
-
-
 
 
 def _status_sort_key(item: tuple[str, Any]) -> tuple[int, str]:
@@ -324,27 +312,28 @@ def _hammer_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def _mqtt_lines(report: Mapping[str, Any]) -> list[str]:
-    """An MQTT run: what a message was and when it counted as done."""
+    """An MQTT run: what a message was, how it was written, when it counted as done, and
+    with --e2e what the subscribers received."""
     mqtt = _mapping(report.get("hammer"))
     if mqtt.get("kind") != "mqtt":
         return []
     if mqtt.get("storm"):
-        return _section("mqtt", [f"MQTT {mqtt.get('protocol')} connection storm",
-                                 f"client ids {mqtt.get('client_id_prefix')}-s-SLOT"],
-                        sep="   ") + _wrapped("  done at     ", str(mqtt.get("done_at")))
-    items = [f"MQTT {mqtt.get('protocol')}, QoS {mqtt.get('qos')}",
-             f"{_count(mqtt.get('payload_bytes'))}-byte payload"
-             + (", retained" if mqtt.get("retain") else ""),
-             f"topic {mqtt.get('topic')}",
-             f"{_count(mqtt.get('in_flight_per_connection'))} in flight per connection",
-             _writes_text(mqtt.get("writes"))]
+        items = [f"MQTT {mqtt.get('protocol')} connection storm",
+                 f"client ids {mqtt.get('client_id_prefix')}-s-SLOT"]
+    else:
+        items = [f"MQTT {mqtt.get('protocol')}, QoS {mqtt.get('qos')}",
+                 f"{_count(mqtt.get('payload_bytes'))}-byte payload"
+                 + (", retained" if mqtt.get("retain") else ""),
+                 f"topic {mqtt.get('topic')}",
+                 f"{_count(mqtt.get('in_flight_per_connection'))} in flight per connection",
+                 _writes_text(mqtt.get("writes"))]
     lines = _section("mqtt", items, sep="   ") + _wrapped("  done at     ",
                                                        str(mqtt.get("done_at")))
     e2e = _mapping(mqtt.get("e2e"))
     if "received" in e2e:
         counts = [f"received {_count(e2e.get('unique'))}"]
-        counts += [f"{label} {_count(e2e.get(key))}" for key, label in _E2E_COUNTS
-                   if key in ("lost", "duplicates", "out_of_order") or e2e.get(key)]
+        counts += [f"{label} {_count(e2e.get(key))}" for key, label, always in _E2E_COUNTS
+                   if always or e2e.get(key)]
         lines += _section("end to end", counts, sep="   ")
         lines += _wrapped("  subscribed  ", f"{e2e.get('filter')} (in this process; latency "
                                             "from each message's intended time to its "
@@ -352,10 +341,11 @@ def _mqtt_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-_E2E_COUNTS = (("lost", "lost"), ("duplicates", "duplicates"),
-               ("out_of_order", "out of order"),
-               ("unacknowledged", "received but not acknowledged"),
-               ("foreign", "without hammer's stamp"), ("untracked", "untracked"))
+# (key, label, shown when 0)
+_E2E_COUNTS = (("lost", "lost", True), ("duplicates", "duplicates", True),
+               ("out_of_order", "out of order", True),
+               ("unacknowledged", "received but not acknowledged", False),
+               ("foreign", "without hammer's stamp", False), ("untracked", "untracked", False))
 
 
 def _writes_text(writes: Any) -> str:

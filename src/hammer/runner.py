@@ -128,14 +128,12 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
             engine.stop(2)
             break
         await asyncio.sleep(0.001)
-    subscribed = engine.counters().get("e2e_subscribed")
-    if subscribed is not None and subscribed != 1 and not interrupt.level:
+    setup_error = config.setup_error(engine.counters())
+    if setup_error is not None and not interrupt.level:
         engine.stop(2)
         engine.go_at(_core.monotonic_ns())   # released, they see the stop and end
         await asyncio.get_running_loop().run_in_executor(None, engine.join)
-        why = "the broker refused it" if subscribed == 2 else "no SUBACK in time"
-        raise HammerSetupError(f"--e2e: the subscriber could not subscribe to "
-                               f"{getattr(config, 'e2e_filter', '?')!r} ({why})")
+        raise HammerSetupError(setup_error)
     go_ns = _core.monotonic_ns()
     start_ns = start_ns_for(start_at, go_ns, START_DELAY_NS)
     engine.go_at(start_ns)
@@ -185,22 +183,9 @@ async def run_async(config: RunConfig, *, progress: ProgressFn | None = None,
     if go_ns > start_ns:
         report.notes.append(f"ready {(go_ns - start_ns) / 1e6:,.1f} ms after the agreed start "
                             "instant: the slots due by then went out late")
-    counters = engine.counters()
-    if "mqtt_writes" in counters:
-        from hammer.mqtt import write_figures
-
-        report.kind_figures["writes"] = write_figures(
-            counters["mqtt_batch"], counters["mqtt_writes"], counters["mqtt_packets"])
-    if (e2e := engine.aggregator.e2e_summary()) is not None:
-        report.kind_figures["e2e"] = {"filter": getattr(config, "e2e_filter", None), **e2e}
-        if not counters.get("e2e_open_at_end"):
-            report.notes.append("--e2e: a subscriber's session ended before the run did: "
-                                "what it would have received counts as lost")
-    limit = counters.get("mqtt_inflight_limit")
-    asked = getattr(config, "inflight", 1)
-    if limit is not None and limit < asked:
-        report.notes.append(f"the broker's Receive Maximum capped the messages in flight "
-                            f"per connection at {limit:,} (--inflight {asked:,} asked)")
+    figures, notes = config.engine_figures(engine.counters(), engine.aggregator)
+    report.kind_figures.update(figures)
+    report.notes.extend(notes)
     if plan.raise_soft_to is not None:
         report.notes.append(f"open-files soft limit raised to {plan.raise_soft_to:,} "
                             f"for {config.connections:,} connections")
@@ -251,11 +236,11 @@ def configure(url: str | None = None, *, hammer: Any = None,
     secrets = tuple(options.pop("secrets", ()))
     slos = parse_slos(options.pop("slo", None))
     if hammer is None and is_mqtt_url(url):
-        from hammer.mqtt import mqtt_config_from_options, mqtt_secrets
+        from hammer.mqtt import mqtt_config_from_options
 
         assert url is not None
-        return dataclasses.replace(mqtt_config_from_options(url, options), slos=slos,
-                                   secrets=secrets + mqtt_secrets(url, options))
+        mqtt = mqtt_config_from_options(url, options)
+        return dataclasses.replace(mqtt, slos=slos, secrets=secrets + mqtt.secrets)
     mqtt_only = sorted(k for k in options if k in MQTT_OPTIONS)
     if mqtt_only:
         raise ConfigError(f"--{mqtt_only[0].replace('_', '-')} is for mqtt:// URLs")

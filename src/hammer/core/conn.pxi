@@ -408,12 +408,8 @@ cdef void conn_session_read(Worker *w, Conn *c, ssize_t n, size_t off,
     r = w.proto_hooks.session_bytes(w, c, w.rbuf, <size_t>n, &used, now)
     if r == PROTO_CLOSED:
         return
-    if r == PROTO_OWN:
-        c.session_open = 1
-        if used < <size_t>n:
-            conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
-        return
-    if r == PROTO_MORE:
+    if r == PROTO_MORE or r == PROTO_OWN:
+        c.session_open = r == PROTO_OWN
         if used < <size_t>n:
             conn_save_carry(w, c, w.rbuf + used, <size_t>n - used, now)
     elif r < 0:

@@ -59,7 +59,8 @@ cdef class Engine:
         random_order; max_per_conn (requests per connection, the last asking the server
         to close; 1: a new connection per request; 0: no cap); ok_statuses (None:
         200..399; see Aggregator).
-        mqtt (instead of http): qos, retain, topic (bytes; b"{slot}" in it becomes the
+        mqtt (instead of http): ok_statuses (the done-at packet's reason codes counted
+        ok), qos, retain, topic (bytes; b"{slot}" in it becomes the
         slot), payload, client_prefix, username and password (None: none), keepalive_s,
         version (4: MQTT 3.1.1, 5: MQTT 5), inflight (messages awaiting answers per
         connection, capped by an MQTT 5 broker's Receive Maximum), storm (a request is a
@@ -96,9 +97,7 @@ cdef class Engine:
         cdef list requests = http["requests"]
         cdef bint random_order = http["random_order"]
         cdef int64_t max_per_conn = http["max_per_conn"]
-        # MQTT: the done-at packet's reason code; below 0x80 is success
-        ok_statuses = (http["ok_statuses"] if mqtt is None
-                       else [0] if mqtt.get("storm") else list(range(0x80)))
+        ok_statuses = (http if mqtt is None else mqtt)["ok_statuses"]
         slot_targets = http.get("slot_targets")
         if slot_targets is not None:
             self.slot_targets = slot_targets
@@ -241,10 +240,8 @@ cdef class Engine:
                     w.conns[j].proto.mqtt.subscriber = 1
                     w.conns[j].proto.mqtt.out_cap = MQTT_SUB_OUT_BYTES
                     w.conns[j].proto.mqtt.buf = <char *>malloc(
-                        max(<size_t>MQTT_SUB_OUT_BYTES, self.mqtt_out_cap) + mqtt_buf)
-                    w.conns[j].proto.mqtt.held = <MqttHeld *>calloc(1, sizeof(MqttHeld))
-                    if w.conns[j].proto.mqtt.buf == NULL or \
-                            w.conns[j].proto.mqtt.held == NULL:
+                        max(<size_t>MQTT_SUB_OUT_BYTES, mqtt_buf))
+                    if w.conns[j].proto.mqtt.buf == NULL:   # (no table: it holds nothing)
                         raise MemoryError()
             if w.epfd < 0:
                 raise OSError(errno, "epoll_create1 failed")
@@ -296,13 +293,13 @@ cdef class Engine:
             raise ValueError("MQTT QoS is 0, 1 or 2")
         if mqtt.get("version", 4) not in (4, 5):
             raise ValueError("MQTT version 4 (3.1.1) or 5")
+        inflight = int(mqtt.get("inflight", 1))
         self.mqtt_objects = [mqtt["qos"], bool(mqtt.get("retain")), head, tail, bool(sep),
                              payload, prefix,
                              bytes(username) if username is not None else None,
                              bytes(password) if password is not None else None,
                              int(mqtt.get("keepalive_s", 0)), int(mqtt.get("version", 4)),
-                             int(mqtt.get("inflight", 1)), bool(mqtt.get("storm"))]
-        inflight = int(mqtt.get("inflight", 1))
+                             inflight, bool(mqtt.get("storm"))]
         if not 1 <= inflight <= 65534:
             raise ValueError("MQTT in-flight messages per connection: 1 to 65,534")
         if not 0 <= int(mqtt.get("batch", 0)) <= 65534:
@@ -348,7 +345,6 @@ cdef class Engine:
         m.storm = storm
         w.no_preconnect = storm
         m.batch = <uint32_t>self.mqtt_batch
-        m.out_cap = self.mqtt_out_cap
         m.connect_at = self.mqtt_out_cap
         m.n_workers = <uint32_t>self.n_workers
         if self.mqtt_e2e_filter is not None:

@@ -32,7 +32,6 @@ cdef enum:
 
 cdef struct MqttWorker:              # a worker's MQTT settings (read-only once running)
     size_t connect_at                # where a connection's CONNECT goes in its buffer
-    size_t out_cap                   # its output's room before that (a batch, the acks)
     uint32_t batch                   # PUBLISH packets a write carries at most (>= 1)
     uint8_t qos
     uint8_t retain
@@ -79,7 +78,7 @@ cdef struct MqttHeld:                # a staged or written message awaiting its 
     int64_t deadline_ns
     uint16_t packet_id
     uint8_t late
-    uint8_t stage                    # QoS 2: 0 until PUBREC, 1 until PUBCOMP
+    uint8_t released                 # QoS 2: its PUBREC came (PUBREL sent), PUBCOMP next
 
 
 cdef struct MqttConn:                # a connection's MQTT state
@@ -307,6 +306,16 @@ cdef int mqtt_out_append(Worker *w, Conn *c, const char *packet, size_t n) noexc
     return 0
 
 
+cdef inline int mqtt_append_ack(Worker *w, Conn *c, uint8_t head, uint16_t pid) noexcept nogil:
+    """A 4-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) of packet pid joins the
+    next write: 0, or -(error class)."""
+    cdef char ack[4]
+    ack[0] = <char>head
+    ack[1] = 2
+    mqtt_put_u16(ack + 2, pid)
+    return mqtt_out_append(w, c, ack, 4)
+
+
 cdef void mqtt_refresh_deadline(Worker *w, Conn *c) noexcept nogil:
     """With no request being written, the connection's deadline is its oldest waiting
     message's (sweep_timeouts reads c.deadline_ns)."""
@@ -337,31 +346,51 @@ cdef void mqtt_finish(Worker *w, Conn *c, uint32_t i, int32_t reason,
         queue_flush(w, c)      # closed loop: its flush tops the table up and writes
     elif mc.parked and not mc.blocked:
         mc.parked = 0
-        push_idle_back(w, c)   # its turn comes after the other idle connections'
-        if w.starved:
-            dispatch_open(w, now)
+        mqtt_take_turn(w, c, now)
 
 
-cdef int mqtt_next_packet(const char *buf, size_t n, size_t at, uint8_t *ptype,
-                          size_t *body, size_t *end) noexcept nogil:
-    """The packet at buf[at:]: its type, where its body starts and where it ends.
-    1: whole; 0: more bytes needed; -1: malformed."""
-    cdef size_t i = at + 1, rem = 0, shift = 0
+cdef inline void mqtt_take_turn(Worker *w, Conn *c, int64_t now) noexcept nogil:
+    """Open loop: c can take more; its turn comes after the other idle connections'."""
+    push_idle_back(w, c)
+    if w.starved:
+        dispatch_open(w, now)
+
+
+cdef int mqtt_get_length(const char *buf, size_t end, size_t *at,
+                         size_t *value) noexcept nogil:
+    """The variable byte integer at buf[at[0]:end] (a remaining length, a properties
+    length) into value, at[0] moved past it. 1: read; 0: more bytes needed; -1: longer
+    than 4 bytes (malformed)."""
+    cdef size_t i = at[0], v = 0, shift = 0
     cdef uint8_t b
-    if n - at < 2:
-        return 0
-    ptype[0] = (<uint8_t>buf[at]) >> 4
     while True:
-        if i >= n:
+        if i >= end:
             return 0
         b = <uint8_t>buf[i]
-        rem |= <size_t>(b & 0x7F) << shift
+        v |= <size_t>(b & 0x7F) << shift
         i += 1
         if not (b & 0x80):
             break
         shift += 7
         if shift > 21:
             return -1
+    at[0] = i
+    value[0] = v
+    return 1
+
+
+cdef int mqtt_next_packet(const char *buf, size_t n, size_t at, uint8_t *ptype,
+                          size_t *body, size_t *end) noexcept nogil:
+    """The packet at buf[at:]: its type, where its body starts and where it ends.
+    1: whole; 0: more bytes needed; -1: malformed."""
+    cdef size_t i = at + 1, rem = 0
+    cdef int r
+    if n - at < 2:
+        return 0
+    ptype[0] = (<uint8_t>buf[at]) >> 4
+    r = mqtt_get_length(buf, n, &i, &rem)
+    if r != 1:
+        return r
     body[0] = i
     end[0] = i + rem
     return 1 if end[0] <= n else 0
@@ -389,7 +418,6 @@ cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *us
     cdef MqttConn *mc = &c.proto.mqtt
     cdef MqttHeld *e
     cdef uint8_t qos = w.proto.mqtt.qos
-    cdef char pubrel[4]
     if mc.subscriber:
         return mqtt_sub_on_bytes(w, c, buf, n, used, now)
     while at < n:
@@ -414,18 +442,15 @@ cdef int mqtt_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t *us
         e = &mc.held[i]
         if ptype == MQTT_PUBACK and qos == 1:
             mqtt_finish(w, c, i, reason, now)
-        elif ptype == MQTT_PUBREC and qos == 2 and e.stage == 0:
+        elif ptype == MQTT_PUBREC and qos == 2 and not e.released:
             if reason >= 0x80:               # refused at PUBREC: no PUBREL follows
                 mqtt_finish(w, c, i, reason, now)
                 continue
-            pubrel[0] = <char>((MQTT_PUBREL << 4) | 0x02)
-            pubrel[1] = 2
-            mqtt_put_u16(pubrel + 2, pid)
-            r = mqtt_out_append(w, c, pubrel, 4)   # written at the end of this pass
+            r = mqtt_append_ack(w, c, (MQTT_PUBREL << 4) | 0x02, pid)  # at the pass's end
             if r < 0:
                 return r
-            e.stage = 1
-        elif ptype == MQTT_PUBCOMP and qos == 2 and e.stage == 1:
+            e.released = 1
+        elif ptype == MQTT_PUBCOMP and qos == 2 and e.released:
             mqtt_finish(w, c, i, reason, now)
         else:
             return -ERR_PROTOCOL_ERROR
@@ -453,20 +478,11 @@ cdef int mqtt_on_eof(Worker *w, Conn *c, int64_t now) noexcept nogil:
 cdef int mqtt_receive_maximum(const char *buf, size_t at, size_t end) noexcept nogil:
     """An MQTT 5 CONNACK's properties (from `at`): its Receive Maximum, 0 without one,
     -1 when they are malformed."""
-    cdef size_t plen = 0, shift = 0, stop
-    cdef uint8_t b, prop
+    cdef size_t plen = 0, stop
+    cdef uint8_t prop
     cdef int found = 0
-    while True:
-        if at >= end:
-            return -1
-        b = <uint8_t>buf[at]
-        plen |= <size_t>(b & 0x7F) << shift
-        at += 1
-        if not (b & 0x80):
-            break
-        shift += 7
-        if shift > 21:
-            return -1
+    if mqtt_get_length(buf, end, &at, &plen) != 1:
+        return -1
     stop = at + plen
     if stop > end:
         return -1
@@ -503,17 +519,22 @@ cdef int mqtt_receive_maximum(const char *buf, size_t at, size_t end) noexcept n
     return found if at == stop else -1
 
 
+cdef int mqtt_disconnect(Worker *w, Conn *c) noexcept nogil:
+    """DISCONNECT (MQTT 5: reason 0, normal disconnection): 0, or -(error class)."""
+    cdef char packet[3]
+    packet[0] = <char>(MQTT_DISCONNECT << 4)
+    packet[1] = 1 if w.proto.mqtt.version == 5 else 0
+    packet[2] = 0
+    return conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2)
+
+
 cdef int mqtt_storm_done(Worker *w, Conn *c, uint8_t code, int64_t now) noexcept nogil:
     """A storm's session answered: the request is done, with the CONNACK's return code
     as its status (0 accepted, else refused and not ok); then DISCONNECT and close."""
-    cdef char packet[3]
     if c.has_request:
         emit_result(w, c, code, ERR_NONE, now)
     if code == 0:
-        packet[0] = <char>(MQTT_DISCONNECT << 4)
-        packet[1] = 1 if w.proto.mqtt.version == 5 else 0
-        packet[2] = 0
-        if conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2) == 0:
+        if mqtt_disconnect(w, c) == 0:
             # the broker closes after a DISCONNECT: wait for its FIN, so that the
             # TIME_WAIT is the broker's, not one of our ports
             c.state = CS_AWAIT_FIN
@@ -527,9 +548,6 @@ cdef int mqtt_session_start(Worker *w, Conn *c, int64_t now) noexcept nogil:
     """Send CONNECT: 1 (wait for CONNACK), or -(error class)."""
     cdef size_t n = mqtt_build_connect(w, c)
     cdef const char *packet = c.proto.mqtt.buf + w.proto.mqtt.connect_at
-    c.proto.mqtt.out_pos = 0               # a request prepared while it connected stays
-    c.proto.mqtt.blocked = 0
-    c.proto.mqtt.parked = 0
     if w.proto.mqtt.storm and c.has_request:
         # a storm's request went out when its connection was begun: the uncorrected
         # latency is connect + CONNECT + CONNACK, the send lag the generator's own delay
@@ -559,7 +577,6 @@ cdef int mqtt_session_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_
     if buf[body + 1] != 0:
         return -ERR_REFUSED          # the broker refused: bad credentials, client id, ...
     c.proto.mqtt.limit = w.proto.mqtt.inflight if w.proto.mqtt.qos else w.proto.mqtt.batch
-    c.proto.mqtt.parked = 0
     if w.proto.mqtt.version == 5 and end - body > 2 and w.proto.mqtt.qos:
         r = mqtt_receive_maximum(buf, body + 2, end)
         if r < 0:
@@ -582,7 +599,7 @@ cdef void mqtt_stage(Worker *w, Conn *c, int64_t now) noexcept nogil:
     e.deadline_ns = now + w.timeout_ns
     e.packet_id = mc.packet_id
     e.late = c.late
-    e.stage = 0
+    e.released = 0
     e.seq = mc.seq
     e.payload_at = mc.payload_at
     if c.held == 0 or e.deadline_ns < c.deadline_ns:
@@ -631,11 +648,11 @@ cdef int mqtt_write_out(Worker *w, Conn *c) noexcept nogil:
     c.wlen = 0
     if n < 0:
         return <int>n
-    if n > 0 and not mc.subscriber:
-        if mc.out_pos == 0:
-            counter_add(&w.proto.mqtt.packets, mc.out_packets)
-        counter_add(&w.proto.mqtt.writes, 1)
     if n > 0:
+        if not mc.subscriber:          # the figures are the publishers'
+            if mc.out_pos == 0:
+                counter_add(&w.proto.mqtt.packets, mc.out_packets)
+            counter_add(&w.proto.mqtt.writes, 1)
         mc.out_pos += <size_t>n
         mc.active_ns = t
     if mc.out_pos < mc.out_len:
@@ -698,22 +715,16 @@ cdef void mqtt_flush(Worker *w, Conn *c, int64_t now) noexcept nogil:
     if w.open_loop:
         if c.state == CS_IDLE:
             unlink_idle(w, c)
-        push_idle_back(w, c)   # it wrote: the other idle connections go first
-        if w.starved:
-            dispatch_open(w, now)
+        mqtt_take_turn(w, c, now)      # it wrote: the other idle connections go first
     elif c.held == 0 and c.state != CS_IDLE:
         push_idle(w, c)        # closed loop done with it: idle, for the DISCONNECT
 
 
 cdef void mqtt_session_end(Worker *w, Conn *c) noexcept nogil:
     """The run is over: DISCONNECT, so the broker ends the session cleanly."""
-    cdef char packet[3]
     if c.proto.mqtt.subscriber:
         hm_store_relaxed(&w.proto.mqtt.sub_open_at_end, 1)
-    packet[0] = <char>(MQTT_DISCONNECT << 4)
-    packet[1] = 1 if w.proto.mqtt.version == 5 else 0
-    packet[2] = 0                        # 5: reason code 0, normal disconnection
-    conn_write_all(w, c, packet, 3 if w.proto.mqtt.version == 5 else 2)
+    mqtt_disconnect(w, c)
 
 
 cdef void mqtt_idle_tick(Worker *w, Conn *c, int64_t now) noexcept nogil:
@@ -810,10 +821,8 @@ cdef int mqtt_sub_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t
     cdef uint16_t pid
     cdef uint32_t magic, sender
     cdef Result res
-    cdef char ack[4]
     cdef int r
-    cdef size_t plen, shift
-    cdef uint8_t b
+    cdef size_t plen
     while at < n:
         r = mqtt_next_packet(buf, n, at, &ptype, &body, &end)
         if r == 0:
@@ -828,11 +837,7 @@ cdef int mqtt_sub_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t
         if ptype == MQTT_PUBREL:
             if end - body < 2:
                 return -ERR_PROTOCOL_ERROR
-            ack[0] = <char>(MQTT_PUBCOMP << 4)
-            ack[1] = 2
-            ack[2] = buf[body]
-            ack[3] = buf[body + 1]
-            r = mqtt_out_append(w, c, ack, 4)
+            r = mqtt_append_ack(w, c, MQTT_PUBCOMP << 4, mqtt_u16(buf + body))
             if r < 0:
                 return r
             continue
@@ -847,17 +852,8 @@ cdef int mqtt_sub_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t
             pid = mqtt_u16(buf + p)
             p += 2
         if w.proto.mqtt.version == 5:          # skip the properties
-            plen = 0
-            shift = 0
-            while True:
-                if p >= end or shift > 21:
-                    return -ERR_PROTOCOL_ERROR
-                b = <uint8_t>buf[p]
-                plen |= <size_t>(b & 0x7F) << shift
-                p += 1
-                if not (b & 0x80):
-                    break
-                shift += 7
+            if mqtt_get_length(buf, end, &p, &plen) != 1:
+                return -ERR_PROTOCOL_ERROR
             p += plen
         if p > end:
             return -ERR_PROTOCOL_ERROR
@@ -878,10 +874,7 @@ cdef int mqtt_sub_on_bytes(Worker *w, Conn *c, const char *buf, size_t n, size_t
         push_result(w, &res)
         w.proto.mqtt.last_receipt_ns = now
         if qos:
-            ack[0] = <char>((MQTT_PUBACK if qos == 1 else MQTT_PUBREC) << 4)
-            ack[1] = 2
-            mqtt_put_u16(ack + 2, pid)
-            r = mqtt_out_append(w, c, ack, 4)
+            r = mqtt_append_ack(w, c, (MQTT_PUBACK if qos == 1 else MQTT_PUBREC) << 4, pid)
             if r < 0:
                 return r
     used[0] = at
@@ -894,7 +887,7 @@ cdef int64_t mqtt_linger(Worker *w, int64_t now) noexcept nogil:
     counts, what it never delivers is lost."""
     cdef MqttWorker *m = &w.proto.mqtt
     cdef int64_t quiet_from
-    if not m.e2e or w.n_service == 0 or w.conns[w.n_conns].fd < 0 \
+    if w.n_service == 0 or w.conns[w.n_conns].fd < 0 \
             or hm_load_relaxed(w.stop_level) == STOP_NOW:
         return 0
     if m.linger_start_ns == 0:

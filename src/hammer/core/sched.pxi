@@ -407,9 +407,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
             c = &w.conns[i]
             i = c.next_free
             c.state = CS_IDLE
-            closed_loop_next(w, c, now)
-            if not c.has_request and c.state == CS_IDLE:  # (a staged request: CS_BUSY)
-                push_idle(w, c)
+            on_idle(w, c, now)
         # connections that failed to open are retried as requests (and counted)
         closed_loop_reopen(w, now)
     while True:
@@ -434,15 +432,13 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 end_load_phase(w, now)
             elif w.unopened_head >= 0:
                 closed_loop_reopen(w, now)
-        if not w.scheduling and w.inflight == 0 and not keeps_lingering(w, now):
-            break
         if now >= w.next_sweep_ns:
             sweep_timeouts(w, now)
             w.next_sweep_ns = now + w.sweep_interval_ns
         if w.n_flush:
-            flush_queued(w, clock_ns())
-            if not w.scheduling and w.inflight == 0 and not keeps_lingering(w, now):
-                break
+            flush_queued(w, clock_ns())  # what this pass staged goes out before the wait
+        if not w.scheduling and w.inflight == 0 and not keeps_lingering(w, now):
+            break
         wake = next_wake_ns(w, now)
         wait_ns = wake - clock_ns()
         if wait_ns < 0:
@@ -488,7 +484,7 @@ cdef void worker_run(Worker *w) noexcept nogil:
                 elif w.proto_hooks.flush != NULL:
                     queue_flush(w, c)  # its protocol's partial write can go on
     if w.n_flush:
-        flush_queued(w, clock_ns())  # what the last answers queued (the connections idle)
+        flush_queued(w, clock_ns())  # after a stop: what the last answers queued
     # connections that asked the server to close: give its FIN a moment (so it closes
     # first and keeps the TIME_WAIT), then close every socket
     fin_wait_until = clock_ns() + FINAL_FIN_WAIT_NS
