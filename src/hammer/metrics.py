@@ -190,7 +190,7 @@ class Report:
         from hammer.results import report_histograms
 
         return report_histograms(self.totals.aggregator, len(self.time_series),
-                                 len(self.targets))
+                                 len(self.targets), self.totals.connection_times)
 
 
 LAG_NOTE_START = "send-lag p99 "

@@ -22,6 +22,8 @@ from hammer.errors import ConfigError
 from hammer.metrics import LAG_NOTE_START, REPORT_VERSION, lag_note
 
 MAIN_HISTOGRAMS = ("latency", "latency_uncorrected", "send_lag")
+# connection set-up histograms: their name in a report, their key in connection_times
+CONNECTION_HISTOGRAMS = {"connect": "connect_state", "tls_handshake": "tls_state"}
 # report fields that must be equal in reports merged into one (their plan)
 PLAN_FIELDS = ("kind", "target", "method", "mode", "timeout_s", "pacing")
 RATE_PLAN_FIELDS = ("profile", "arrivals")
@@ -102,8 +104,34 @@ def load_histogram(target: Any, saved: Mapping[str, Any]) -> None:
                       int(saved["max_ns"]), float(saved["sum_ns"]), int(saved.get("clamped", 0)))
 
 
-def report_histograms(aggregator: Any, seconds: int, n_targets: int) -> dict[str, Any]:
-    """The `histograms` of a report, from the aggregator it was built from."""
+def add_state(target: Any, state: Mapping[str, Any]) -> None:
+    """Add a core histogram's state (Histogram.state()) into a Histogram of its layout."""
+    target.add_counts(memoryview(state["raw"]).cast("B"), int(state["min_ns"]),
+                      int(state["max_ns"]), float(state["sum_ns"]), int(state["clamped"]))
+
+
+def sum_connection_times(times: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Engines' connection_times() added into one of the same shape (summaries from the
+    added histograms). Entries without histograms (a Python hammer's) add nothing."""
+    from hammer import _core
+
+    out: dict[str, Any] = {"tls_handshakes": 0, "tls_resumed": 0}
+    for summary, key in (("connect_ms", "connect_state"), ("tls_ms", "tls_state")):
+        h = _core.Histogram()
+        for t in times:
+            if t.get(key):
+                add_state(h, t[key])
+        out[summary], out[key] = h.summary_ms(), h.state()
+    for t in times:
+        out["tls_handshakes"] += int(t.get("tls_handshakes", 0))
+        out["tls_resumed"] += int(t.get("tls_resumed", 0))
+    return out
+
+
+def report_histograms(aggregator: Any, seconds: int, n_targets: int,
+                      connection_times: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `histograms` of a report, from the aggregator it was built from and its
+    engine's connection times."""
     from hammer import _core
 
     sigfigs = _core.HIST_SIGNIFICANT_FIGURES
@@ -120,6 +148,10 @@ def report_histograms(aggregator: Any, seconds: int, n_targets: int) -> dict[str
                       for state in states]
     out["targets"] = [encode_histogram(aggregator.target_latency_state(i), sigfigs)
                       for i in range(n_targets)]
+    for name, key in CONNECTION_HISTOGRAMS.items():
+        state = (connection_times or {}).get(key)
+        if state:
+            out[name] = encode_histogram(state, sigfigs)
     return out
 
 
@@ -198,6 +230,14 @@ def _merged_histogram(reports: Sequence[Mapping[str, Any]], pick: Any,
         if saved:
             load_histogram(h, saved)
     return h
+
+
+def _merged_connection_histograms(reports: Sequence[Mapping[str, Any]],
+                                  significant_figures: int) -> dict[str, Any]:
+    """The connect and TLS handshake histograms added, when every report carries them."""
+    return {name: _merged_histogram(reports, lambda hs, n=name: hs[n], significant_figures)
+            for name in CONNECTION_HISTOGRAMS
+            if all(r["histograms"].get(name) for r in reports)}
 
 
 def _sum_maps(maps: Sequence[Mapping[str, int]]) -> dict[str, int]:
@@ -302,6 +342,8 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
     counts = {key: sum(int(r["counts"][key]) for r in reports) for key in first["counts"]}
     merged_hists = {name: _merged_histogram(reports, lambda hs, n=name: hs[n], sigfigs)
                     for name in MAIN_HISTOGRAMS}
+    setup_hists = _merged_connection_histograms(reports, sigfigs)
+    connect, handshake = setup_hists.get("connect"), setup_hists.get("tls_handshake")
     time_series, seconds_hdr = _merge_time_series(reports, second_sigfigs)
     targets, targets_saved = _merge_targets(reports, sigfigs)
     target_rates = [r["rate"]["target_rps"] for r in reports]
@@ -364,12 +406,12 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
         "latency_uncorrected_ms": merged_hists["latency_uncorrected"].summary_ms(),
         "send_lag_ms": merged_hists["send_lag"].summary_ms(),
         "bytes": {k: sum(int(r["bytes"][k]) for r in reports) for k in ("sent", "received")},
-        "connect_ms": None,   # connection times are not kept as histograms
+        "connect_ms": connect.summary_ms() if connect is not None else None,
         "tls": None if not all(tls) else {
             "verified": all(t["verified"] for t in tls if t),
             "handshakes": sum(t["handshakes"] for t in tls if t),
             "resumed": sum(t["resumed"] for t in tls if t),
-            "handshake_ms": None,
+            "handshake_ms": handshake.summary_ms() if handshake is not None else None,
         },
         "targets": targets,
         "time_series": time_series,
@@ -387,7 +429,7 @@ def merge_reports(reports: Sequence[Mapping[str, Any]],
             "unit": "ns", "significant_figures": sigfigs,
             "second_significant_figures": second_sigfigs,
             **{name: encode_histogram(h.state(), sigfigs)
-               for name, h in merged_hists.items()},
+               for name, h in {**merged_hists, **setup_hists}.items()},
             "seconds": seconds_hdr,
             "targets": targets_saved,
         },
@@ -471,6 +513,6 @@ def _compare_row(label: str, unit: str, a: float | None, b: float | None) -> dic
             "change_pct": pct}
 
 
-__all__ = ["ReportError", "SavedReport", "add_lost_parts", "compare_reports",
+__all__ = ["ReportError", "SavedReport", "add_lost_parts", "add_state", "compare_reports",
            "encode_histogram", "load_histogram", "load_report", "merge_reports",
-           "report_histograms"]
+           "report_histograms", "sum_connection_times"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from hammer.metrics import Report, Totals, build_report
 from hammer.plan import NotHttp
+from hammer.results import sum_connection_times
 from hammer.runner import Interrupt, ProgressFn, _install_signals, run_async
 
 SETUP_LEAD_S = 0.5     # a workload with an agreed start is set up this long before it
@@ -117,7 +118,9 @@ def total_of(reports: dict[str, Report], workloads: list[Workload], label: str,
     config = TotalConfig(label=label, workloads=tuple(workloads), secrets=secrets)
     totals = Totals(aggregator=aggregator, duration_s=end_s, scheduled=scheduled,
                     unsent=unsent, bytes_sent=bytes_sent, bytes_received=bytes_received,
-                    ring_full_waits=ring_full)
+                    ring_full_waits=ring_full,
+                    connection_times=sum_connection_times(
+                        [r.totals.connection_times for r in reports.values() if r.totals]))
     total = build_report(config, totals, interrupted=interrupted)
     # the workloads' seconds do not line up when they start at different offsets
     total.time_series = []

@@ -330,6 +330,9 @@ def test_several_workloads_run_together_reported_apart_and_in_total(
     # the python workload started 300 ms later: the whole run spans 1.3 s
     assert report["duration_s"] == pytest.approx(1.3, abs=0.05)
     assert report["hammer"]["workloads"]["python"]["start_s"] == 0.3
+    # connection set-up adds too: the core's connects (a Python hammer's are its own)
+    assert report["connect_ms"] == browse["connect_ms"] and browse["connect_ms"]["p50"]
+    assert python["connect_ms"] is None
     assert http_server.wait_stats(requests=40)["responses"] == {"200": 40}
     assert py_server.wait_stats(requests=20)["responses"] == {"404": 20}
     # the text report shows each workload, then the total

@@ -55,16 +55,21 @@ def test_merging_one_report_reproduces_its_figures_exactly(target_server: Any) -
     data = _saved(hammer.run(server.url, rate="ramp:200->600@2s", duration="2s"))
     merged = merge_reports([data])
     for key in ("latency_ms", "latency_uncorrected_ms", "send_lag_ms", "counts", "status",
-                "errors", "bytes", "time_series"):
+                "errors", "bytes", "time_series", "connect_ms"):
         assert merged[key] == data[key], key
-    assert merged["histograms"]["latency"] == data["histograms"]["latency"]
+    assert merged["connect_ms"]["p50"] is not None
+    for name in ("latency", "connect"):
+        assert merged["histograms"][name] == data["histograms"][name], name
 
 
 @pytest.mark.parametrize("rate", [1000, 1001])
 def test_shards_of_a_plan_send_it_whole_and_merge_exactly(target_server: Any,
                                                          rate: int) -> None:
+    from hammer import _core
+
     server = target_server()
     parts = []
+    sockets_before, _ = _core.socket_counts()
     for k in (1, 2):
         report = hammer.run(server.url, rate=rate, duration="1s", shard=f"{k}/2",
                             connections=8)
@@ -84,6 +89,13 @@ def test_shards_of_a_plan_send_it_whole_and_merge_exactly(target_server: Any,
             _buckets(parts[0]["histograms"][name]) + _buckets(parts[1]["histograms"][name]))
     assert merged["latency_ms"]["max"] == max(p["latency_ms"]["max"] for p in parts)
     assert merged["latency_ms"]["min"] == min(p["latency_ms"]["min"] for p in parts)
+    # connection set-up merges the same way: one connect time per socket the core opened
+    # (the server counts only connections that carried a request)
+    connects = _buckets(merged["histograms"]["connect"])
+    assert connects == (_buckets(parts[0]["histograms"]["connect"])
+                        + _buckets(parts[1]["histograms"]["connect"]))
+    assert sum(connects.values()) == _core.socket_counts()[0] - sockets_before == 8
+    assert merged["connect_ms"]["max"] == max(p["connect_ms"]["max"] for p in parts)
     assert [p["part"] for p in merged["parts"]] == ["shard 1/2", "shard 2/2"]
     assert merged["time_series"][0]["sent"] == rate
     assert merged["notes"][0] == "merged from 2 reports: shards 1, 2 of 2"

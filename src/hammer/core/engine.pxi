@@ -429,7 +429,8 @@ cdef class Engine:
             t.join(timeout)
 
     def connection_times(self) -> dict:
-        """Connect and TLS handshake times (ms summaries), exact once the run ended."""
+        """Connect and TLS handshake times: ms summaries and the histograms' states (for
+        saved reports and merges), exact once the run ended."""
         cdef int32_t i
         cdef Histogram connect = Histogram(), handshake = Histogram()
         cdef uint64_t handshakes = 0, resumed = 0
@@ -438,9 +439,9 @@ cdef class Engine:
             hist_add(&handshake.h, &self.workers[i].tls.handshake_hist)
             handshakes += hm_load_relaxed(&self.workers[i].tls.handshakes)
             resumed += hm_load_relaxed(&self.workers[i].tls.resumed)
-        return {"connect_ms": connect.summary_ms(),
-                "tls_ms": handshake.summary_ms(), "tls_handshakes": handshakes,
-                "tls_resumed": resumed}
+        return {"connect_ms": connect.summary_ms(), "connect_state": connect.state(),
+                "tls_ms": handshake.summary_ms(), "tls_state": handshake.state(),
+                "tls_handshakes": handshakes, "tls_resumed": resumed}
 
     def counters(self) -> dict:
         """Per-run totals of the worker-side counters (live; exact once finished)."""
