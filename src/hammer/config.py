@@ -127,8 +127,13 @@ class RunConfig(PlanView):
 
     @property
     def label(self) -> str:
-        """What the run targets, for reports (secrets redacted)."""
-        return self.target.url
+        """What the run targets, for reports (secrets redacted): its URL, or with a targets
+        file, the host they share and how many there are (each has its own row)."""
+        t = self.target
+        if len(self.requests_table) > 1 and self.replay is None:
+            host = f"[{t.host}]" if ":" in t.host else t.host
+            return f"{t.scheme}://{host}:{t.port} ({len(self.requests_table):,} targets)"
+        return t.url
 
     @property
     def keepalive(self) -> bool:

@@ -746,12 +746,13 @@ def _per_second_section(report: Mapping[str, Any]) -> str:
         return ""
     body = [(f"{_num(r.get('t_s')) or 0:g}", _rate(r.get("target_rps")),
              _rate(r.get("achieved_rps")), _rate(r.get("throughput_rps")), _count(r.get("sent")),
-             _count(r.get("completed")), _count(r.get("ok")), _count(r.get("errors")),
+             _count(r.get("completed")), _count(r.get("ok")), _count(r.get("http_error")),
+             _count(r.get("errors")),
              _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("p99_ms")),
              _ms(r.get("max_ms")))
             for r in rows]
     table = _table(("second", "target/s", "achieved/s", "throughput/s", "sent", "completed",
-                    "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms"), body,
+                    "ok", "http errors", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms"), body,
                    css="per-second")
     return (f"<section><details><summary>Second by second ({len(rows)} rows)</summary>"
             f"{table}</details></section>")

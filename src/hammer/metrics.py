@@ -276,6 +276,7 @@ def time_series(config: Any, rows: list[dict[str, Any]],
             "sent": row["sent"],
             "completed": row["completed"],
             "ok": row["ok"],
+            "http_error": row["completed"] - row["ok"],   # responses not ok
             "errors": row["errors"],
             "p50_ms": row["p50_ms"],
             "p90_ms": row["p90_ms"],

@@ -32,8 +32,8 @@ __all__ = ["CSV_COLUMNS", "MAX_WIDTH", "render_csv", "render_json", "render_text
            "write_csv_atomic", "write_json_atomic"]
 
 #: The per-second series, one row a second, as `--csv` writes it.
-CSV_COLUMNS = ("t_s", "target_rps", "sent", "completed", "ok", "errors", "p50_ms", "p90_ms",
-               "p99_ms", "max_ms")
+CSV_COLUMNS = ("t_s", "target_rps", "sent", "completed", "ok", "http_error", "errors",
+               "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 #: Maximum width of a line of the text report.
 MAX_WIDTH = 100
@@ -385,11 +385,12 @@ def _time_series_table(report: Mapping[str, Any]) -> list[str]:
     if not rows or not (rate.get("profile") or rate.get("arrivals") == "poisson" or replay):
         return []
     lines = ["", f"  {'second':>6} {'target/s':>10} {'achieved/s':>11} {'throughput/s':>13}"
-                 f" {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}"]
+                 f" {'http err':>8} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}"]
     for row in rows:
         lines.append(f"  {row.get('t_s', 0):>6} {_rate(row.get('target_rps')):>10} "
                      f"{_rate(row.get('achieved_rps')):>11} "
-                     f"{_rate(row.get('throughput_rps')):>13} {_count(row.get('errors')):>7} "
+                     f"{_rate(row.get('throughput_rps')):>13} "
+                     f"{_count(row.get('http_error')):>8} {_count(row.get('errors')):>7} "
                      f"{_ms(row.get('p50_ms')):>8} {_ms(row.get('p99_ms')):>8}")
     return lines
 

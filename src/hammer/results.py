@@ -288,6 +288,7 @@ def _merge_time_series(reports: Sequence[Mapping[str, Any]],
             row[key] = round(sum(c[key] for c in cells), 3)
         for key in ("sent", "completed", "ok", "errors"):
             row[key] = sum(c[key] for c in cells)
+        row["http_error"] = row["completed"] - row["ok"]
         for key, pct in (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0),
                          ("max_ms", 100.0)):
             row[key] = h.value_at_percentile(pct) / 1e6 if has else None

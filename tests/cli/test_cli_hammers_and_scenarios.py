@@ -414,8 +414,8 @@ def test_csv_gives_the_per_second_series(target_server, tmp_path: Path) -> None:
                   "-q")
     report = report_of(proc)
     rows = list(csv.DictReader(out.read_text().splitlines()))
-    assert list(rows[0]) == ["t_s", "target_rps", "sent", "completed", "ok", "errors",
-                             "p50_ms", "p90_ms", "p99_ms", "max_ms"]
+    assert list(rows[0]) == ["t_s", "target_rps", "sent", "completed", "ok", "http_error",
+                             "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
     assert [r["t_s"] for r in rows] == ["0", "1"]
     assert sum(int(r["sent"]) for r in rows) == report["counts"]["sent"] == 400
     assert sum(int(r["ok"]) for r in rows) == report["counts"]["ok"]
@@ -423,6 +423,19 @@ def test_csv_gives_the_per_second_series(target_server, tmp_path: Path) -> None:
     assert all(float(r["p50_ms"]) <= float(r["p90_ms"]) <= float(r["p99_ms"])
                <= float(r["max_ms"]) for r in rows)
     assert server.wait_stats(requests=400)["requests"] == 400
+
+
+def test_csv_seconds_count_http_errors_apart(target_server, tmp_path: Path) -> None:
+    import csv
+
+    server = target_server(status=503)
+    out = tmp_path / "series.csv"
+    report = report_of(hammer("run", server.url, "-r", "150", "-d", "2s", "--csv", str(out),
+                              "--json", "-", "-q"))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert server.wait_stats(requests=300)["responses"] == {"503": 300}
+    assert sum(int(r["http_error"]) for r in rows) == report["counts"]["http_error"] == 300
+    assert sum(int(r["ok"]) + int(r["errors"]) for r in rows) == 0
 
 
 def test_an_output_that_cannot_be_written_leaves_the_others(target_server,

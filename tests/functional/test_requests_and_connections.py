@@ -35,6 +35,7 @@ def test_targets_round_robin_with_breakdown(nginx: Any, tmp_path: Path) -> None:
     assert report.targets[2]["status"] == {"404": 100}
     assert report.targets[0]["latency_ms"]["p50"] is not None
     assert report.to_dict()["targets"] == report.targets
+    assert report.to_dict()["target"] == f"http://127.0.0.1:{server.port} (3 targets)"
 
 
 def test_random_order_is_seeded(nginx: Any, tmp_path: Path) -> None:
