@@ -511,9 +511,11 @@ def render(scenario: str, summaries: list[dict[str, Any]], runs: list[RunRecord]
     return lines
 
 
-def noop_goals(runs: list[RunRecord], rates: list[int]) -> list[str]:
+def noop_goals(runs: list[RunRecord], rates: list[int],
+               floors: list[dict[str, float]]) -> list[str]:
     """The noop goals: 50k/s (the first --rates) held with send-lag p99 <= 1 ms and exact
-    counts in every round; hammer's CPU per call <= 1/10 of locust's (median of ratios)."""
+    counts in every round; hammer's CPU per call <= 1/10 of locust's (median of ratios);
+    and the floor under them, what the event loop's wakes alone cost (wake_floor.py)."""
     if not rates:
         return []
     rate = rates[0]
@@ -535,7 +537,32 @@ def noop_goals(runs: list[RunRecord], rates: list[int]) -> list[str]:
                 lines.append(f"- {name} / {other}, CPU per call ({what}): median ratio "
                              f"{med:.3f} (goal <= {CPU_GOAL}): "
                              + ("MET" if med <= CPU_GOAL else "MISSED"))
+    if floors:
+        per_wake = statistics.median(f["cpu_us_per_wake"] for f in floors)
+        per_s = statistics.median(f["wakes_per_s"] for f in floors)
+        floor = per_wake * per_s / rate
+        locust = [r.load_cpu_us_per_call for r in runs
+                  if r.client == "locust-noop" and r.load_cpu_us_per_call]
+        versus = (f", {floor / statistics.median(locust):.3f} of locust-noop's load-phase "
+                  "CPU per call" if locust else "")
+        lines.append(f"- floor: the event loop's wakes alone (bench/wake_floor.py, the same "
+                     f"{floors[0]['quantum_us']:.0f} µs quantum, pinned alike) cost "
+                     f"{per_wake:.1f} µs of CPU each, {per_s:,.0f} a second: at {rate:,}/s "
+                     f"that is {floor:.2f} µs per hit before any hit runs{versus}")
     return lines
+
+
+def wake_floor(bench: Bench, duration_s: float, tmp: Path) -> dict[str, float]:
+    """bench/wake_floor.py at the Python hammers' pacing quantum, pinned like a client."""
+    from hammer.plan import PYTHON_QUANTUM_NS
+
+    script = Path(__file__).resolve().parent / "wake_floor.py"
+    res = run_pinned([sys.executable, str(script), "--quantum-us", str(PYTHON_QUANTUM_NS / 1e3),
+                      "--duration", str(duration_s)], bench.client_cpu, duration_s + 30, tmp)
+    if res.returncode != 0:
+        raise RuntimeError(f"wake_floor.py failed: {res.stderr.strip()[-300:]}")
+    floor: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
+    return floor
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -620,7 +647,13 @@ def main(argv: list[str] | None = None) -> int:
             warm.append([sys.executable, "-c", "import locust.main, locust.contrib.fasthttp"])
         for w in warm:
             run_pinned(w, bench.client_cpu, 60, tmp)
+        floors: list[dict[str, float]] = []
         for rnd in range(1, args.rounds + 1):
+            if "noop" in scenarios:
+                floors.append(wake_floor(bench, args.duration_s, tmp))
+                log(f"round {rnd}/{args.rounds} wake floor: "
+                    f"{floors[-1]['cpu_us_per_wake']:.1f} µs per wake, "
+                    f"{floors[-1]['wakes_per_s']:,.0f}/s")
             for s in scenarios:
                 for c in plan[s]:
                     log(f"round {rnd}/{args.rounds} {s}: {c.name} ...")
@@ -649,8 +682,9 @@ def main(argv: list[str] | None = None) -> int:
                           for a, b in pairs}}
             out_lines += [*render(s, summaries, runs, pairs), ""]
         if "noop" in scenarios:
-            goals = noop_goals(runs, args.rates)
+            goals = noop_goals(runs, args.rates, floors)
             result["noop_goals"] = goals
+            result["wake_floor"] = floors
             out_lines += ["## noop goals", "", *goals, ""]
         print("\n".join(out_lines))
         if any(not r.ok for r in runs):

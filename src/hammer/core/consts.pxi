@@ -53,7 +53,12 @@ cdef enum:
     # the pacer
     MAX_SEGMENTS = 256              # segments of a rate profile
 
+    # Python hammers (hits.pxi)
+    PY_HITS_BEFORE_YIELD = 64       # closed loop: hits a worker task finishes in a row
+                                    # (none of them waiting) before it lets the loop run
 
+
+cdef int64_t NO_END_NS = 9223372036854775807LL  # a load phase without an end
 cdef int64_t HIST_HIGHEST = 3600000000000LL  # histograms track up to one hour, in ns
 cdef int HIST_SIGFIGS = 3                    # significant figures of every histogram but seconds'
 cdef int64_t E2E_MAX_SEQ = 4294967296LL      # MQTT --e2e: message numbers tracked one by one

@@ -19,6 +19,9 @@ import concurrent.futures
 import contextlib
 import time
 import traceback
+import types
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,8 @@ from hammer import live
 from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
 from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView, start_ns_for
+
+NO_END_NS = (1 << 63) - 1         # a load phase without an end
 
 MAX_ERROR_SAMPLES = 5
 MAX_DEFAULT_IN_FLIGHT = 100_000
@@ -96,10 +101,18 @@ def make_hammer_config(hammer: Any, plan: Plan, url: str | None = None) -> Hamme
 
 
 class _Driver:
-    """One load phase of a Python hammer on the running loop."""
+    """One load phase of a Python hammer on the running loop.
+
+    Hits run in worker tasks: a worker starts what is due through the core's HitLoop,
+    which runs each hit's first step in the worker (so the hit has a current Task, and a
+    context of its own) and records a hit that ends there without a Task per hit. A hit
+    that waits keeps its worker until it ends, and another worker (an idle one, or a new
+    one up to the in-flight limit) starts what falls due meanwhile."""
 
     def __init__(self, config: HammerConfig, aggregator: Any, timer: Any,
                  loop: asyncio.AbstractEventLoop) -> None:
+        from hammer import _core
+
         plan = config.plan
         self.config = config
         self.hammer = config.hammer
@@ -107,42 +120,49 @@ class _Driver:
         self.agg = aggregator
         self.record = aggregator.record_one
         self.timer = timer
-        self.intended = timer.intended_ns
-        # a shard's local slot j is the schedule's first + j * stride
-        self.slot_first, self.slot_stride = timer.first_slot, timer.slot_stride
         self.open_loop = plan.open_loop
-        self.n_slots = timer.n_slots
-        self.budget = plan.requests
         self.timeout_ns = plan.timeout_ns
-        self.quantum_ns = config.quantum_ns
         self.limit = config.connections
+        self.sync = not config.is_async
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        if not config.is_async:
+        if self.sync:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=config.sync_threads, thread_name_prefix="hammer-hit")
-        self.hit = self._hit_async if config.is_async else self._hit_sync
+        self.hit_yield = _core.HIT_YIELD
+        self.hits = _core.HitLoop(timer, aggregator,
+                                  self._hit_on_pool if self.sync else self.hammer.hit,
+                                  open_loop=plan.open_loop, limit=self.limit,
+                                  budget=plan.requests, timeout_ns=plan.timeout_ns,
+                                  quantum_ns=config.quantum_ns)
         self.error_samples: list[dict[str, Any]] = []
         # run state
         self.start_ns = 0
         self.end_ns = 0
-        self.next_slot = 0
-        self.scheduled = 0
-        self.unsent = 0
-        self.inflight = 0
-        self.starved = False
-        self.scheduling = False
         self.load_end_ns = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.stopped: str | None = None
+        self.workers: set[asyncio.Task[None]] = set()
+        # parked workers, each with its wake-up; a hit started under one and waiting
+        self.idle: list[tuple[asyncio.Task[None], asyncio.Future[None]]] = []
+        self.handoff: dict[asyncio.Task[None], tuple[Any, ...]] = {}
         self.timed_out: set[int] = set()
-        # hits in flight, in start order (so in deadline order):
-        # slot -> (deadline, task, intended time)
+        self.cancels_sent: set[int] = set()    # slots whose worker we cancelled
+        # hits waiting, in start order (so in deadline order):
+        # slot -> (deadline, worker, intended time)
         self.running: dict[int, tuple[int, asyncio.Task[None], int]] = {}
         self.finished: asyncio.Future[None] = loop.create_future()
         self.sweep_handle: asyncio.TimerHandle | None = None
         self.sweep_interval_s = min(max(plan.timeout_ns / 1e9 / 100, MIN_SWEEP_INTERVAL_S),
                                     MAX_SWEEP_INTERVAL_S)
+
+    @property
+    def scheduled(self) -> int:
+        return int(self.hits.scheduled)
+
+    @property
+    def unsent(self) -> int:
+        return int(self.hits.unsent)
 
     # ------------------------------------------------------------------ schedule
 
@@ -150,144 +170,197 @@ class _Driver:
         plan = self.config.plan
         self.start_ns = start_ns
         self.end_ns = (start_ns + plan.duration_ns if plan.duration_ns is not None
-                       else (1 << 63) - 1)
+                       else NO_END_NS)
         self.agg.start_ns = start_ns
         self.timer.start(start_ns)
-        self.scheduling = True
+        self.hits.start(self.end_ns)
         self.loop.add_reader(self.timer.fileno(), self._on_timer)
         self.sweep_handle = self.loop.call_later(self.sweep_interval_s, self._sweep)
         if self.open_loop:
-            self.timer.arm_at(min(self.intended(0), self.end_ns) if self.n_slots
+            n_slots = self.hits.n_slots
+            self.timer.arm_at(min(self.timer.intended_ns(0), self.end_ns) if n_slots
                               else self.end_ns)
         else:
             self.timer.arm_at(start_ns)   # closed loop: the first hits start at start_ns
 
     def _on_timer(self) -> None:
         self.timer.clear()
+        hits = self.hits
+        if not hits.scheduling:
+            return
         now = time.monotonic_ns()
-        if not self.scheduling:
-            return
-        if now >= self.end_ns:
-            if self.open_loop:
-                self._dispatch(now)   # due before the end: still sent, if a slot is free
-            self.end_load_phase(now)
-            return
-        if self.open_loop:
-            self._dispatch(now)
-        elif self.inflight == 0 and self.next_slot == 0:
-            for _ in range(self.limit):
-                if not self._closed_next():
-                    break
-            self.timer.arm_at(self.end_ns)
-
-    def _dispatch(self, now: int) -> None:
-        """Open loop: start every due slot; with none free, wait (late)."""
-        intended = self.intended
-        while self.scheduling and self.next_slot < self.n_slots:
-            t = intended(self.next_slot)
-            if t > now:
-                # a timer wake at most once per quantum: the slots due by then go together
-                wake = t if t - now >= self.quantum_ns else now + self.quantum_ns
-                self.timer.arm_at(wake if wake < self.end_ns else self.end_ns)
-                self.starved = False
-                return
-            if now - t >= self.timeout_ns:
-                # its deadline passed while it waited for a free slot: never sent
-                self.next_slot += 1
-                self.scheduled += 1
-                self.unsent += 1
-                continue
-            if self.inflight >= self.limit:
-                self.starved = True
-                return
-            late = self.starved
-            slot = self.next_slot
-            self.next_slot += 1
-            self.scheduled += 1
-            self.inflight += 1
-            self._start_hit(slot, t, late, now)
-        self.starved = False
-        if self.scheduling and self.next_slot >= self.n_slots:
-            if self.config.plan.duration_ns is None:
+        if not self.open_loop:
+            if now >= self.end_ns:
                 self.end_load_phase(now)
-            else:
-                self.timer.arm_at(self.end_ns)
+            elif not self.workers:
+                for _ in range(self.limit):   # the first hits: one worker per slot
+                    self._spawn(parked=False)
+                if self.end_ns != NO_END_NS:
+                    self.timer.arm_at(self.end_ns)
+            return
+        self._start_due()
+        self._after_run()   # the end (after what fell due before it was started)
 
-    def _closed_next(self) -> bool:
-        """Closed loop: start the next hit if the run still wants one."""
-        if not self.scheduling:
-            return False
-        if self.budget is not None and self.scheduled >= self.budget:
-            if self.config.plan.duration_ns is None and self.inflight == 0:
-                self.end_load_phase(time.monotonic_ns())
-            return False
-        slot = self.next_slot
-        self.next_slot += 1
-        self.scheduled += 1
-        self.inflight += 1
-        self._start_hit(slot, 0, False, time.monotonic_ns())
-        return True
+    def _start_due(self) -> None:
+        """Open loop, from the timer: start every due slot, each hit's first step under an
+        idle worker made the current Task for it (asyncio's own _enter_task, as its eager
+        tasks do), so that a hit that ends at once costs no Task step. A hit that waits
+        goes to that worker, and the next due slot gets another."""
+        hits = self.hits
+        while hits.scheduling:
+            if not self.idle and len(self.workers) < self.limit:
+                self._spawn(parked=True)
+            if not self.idle:
+                # every worker is in a hit, so every in-flight slot is taken: run() starts
+                # nothing; it arms the timer for a slot not yet due, or marks the due one
+                # as waiting for a worker (late)
+                if hits.inflight >= self.limit:
+                    hits.run()
+                if hits.starved and self.end_ns != NO_END_NS:
+                    self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
+                return
+            task, wake = self.idle[-1]
+            _enter_task(self.loop, task)
+            try:
+                step = hits.run()
+            finally:
+                _leave_task(self.loop, task)
+            if step is None:
+                return
+            if step[0] == "wait":
+                self.idle.pop()
+                self.handoff[task] = step
+                wake.set_result(None)
+            else:
+                self._ended_at_once(step)
+
+    def _spawn(self, parked: bool) -> None:
+        """A worker: parked (idle until given a hit) or, closed loop, running at once."""
+        wake = self.loop.create_future() if parked else None
+        task = self.loop.create_task(self._work(wake))
+        self.workers.add(task)
+        task.add_done_callback(self.workers.discard)
+        if wake is not None:
+            self.idle.append((task, wake))
 
     def end_load_phase(self, now: int) -> None:
         """Stop scheduling: slots already due but never started are unsent."""
-        if not self.scheduling:
+        if not self.hits.scheduling:
             return
-        self.scheduling = False
         self.load_end_ns = min(now, self.end_ns)
-        self.timer.disarm()
-        if self.open_loop:
-            while self.next_slot < self.n_slots and self.intended(self.next_slot) <= now:
-                self.next_slot += 1
-                self.scheduled += 1
-                self.unsent += 1
+        self.hits.end(now)
         self._check_finished()
 
     def _check_finished(self) -> None:
-        if not self.scheduling and self.inflight == 0 and not self.finished.done():
+        if not self.hits.scheduling and self.hits.inflight == 0 and not self.finished.done():
             self.finished.set_result(None)
 
-    # ------------------------------------------------------------------ hits
+    def _after_run(self) -> None:
+        """Nothing more to start now: end the load phase if it is over."""
+        hits = self.hits
+        if not hits.scheduling:
+            return
+        now = time.monotonic_ns()
+        if now >= self.end_ns:
+            self.end_load_phase(now)
+        elif self.config.plan.duration_ns is None:
+            # a request budget alone: over once every slot was started and has ended
+            # (open loop: at once; closed loop: when the last hit has ended, as a budget
+            # spent in a closed loop is)
+            if self.open_loop:
+                if hits.all_started:
+                    self.end_load_phase(now)
+            elif 0 <= hits.budget <= hits.scheduled and hits.inflight == 0:
+                self.end_load_phase(now)
 
-    def _start_hit(self, local_slot: int, intended_ns: int, late: bool, now: int) -> None:
-        slot = self.slot_first + local_slot * self.slot_stride  # the schedule's number
-        task = self.loop.create_task(self.hit(slot, intended_ns, late))
-        self.running[slot] = (now + self.timeout_ns, task, intended_ns or now)
+    # ------------------------------------------------------------------ workers
 
-    async def _hit_async(self, slot: int, intended_ns: int, late: bool) -> None:
-        start = time.monotonic_ns()
+    async def _work(self, wake: asyncio.Future[None] | None) -> None:
+        hits, hit_yield, me = self.hits, self.hit_yield, asyncio.current_task()
+        assert me is not None
+        while True:
+            if wake is not None:
+                try:
+                    await wake
+                except asyncio.CancelledError:
+                    taken = self.handoff.pop(me, None)
+                    if taken is None:
+                        return    # closed at the end of the run
+                    # cancelled between its hit's first step and taking the hit over
+                    _, slot, intended, start, late, coro, awaited, ctx = taken
+                    await self._finish(slot, intended, start, late, coro, awaited, ctx,
+                                       throw=asyncio.CancelledError())
+                wake = None
+            step = self.handoff.pop(me, None) or hits.run()
+            if step is None:
+                self._after_run()
+                if not hits.scheduling or not self.open_loop:
+                    self._check_finished()
+                    return
+                wake = self.loop.create_future()
+                self.idle.append((me, wake))
+            elif step is hit_yield:
+                await asyncio.sleep(0)
+            elif step[0] == "wait":
+                if self.open_loop:
+                    hits.arm_next()   # what else falls due is started from the timer
+                await self._finish(*step[1:])
+            else:
+                self._ended_at_once(step)
+
+    def _ended_at_once(self, step: tuple[Any, ...]) -> None:
+        """A first step that returned something else than None or an int, or raised."""
+        kind, slot, intended, start, done, late, value = step
         try:
-            result = await self.hammer.hit(slot)
+            if kind == "result":
+                self._result(slot, intended, start, done, late, value)
+            elif isinstance(value, asyncio.CancelledError):
+                self._cancelled(slot, intended, start, late)
+            elif isinstance(value, StopRun):
+                self._stop_run(slot, intended, start, late, value, done)
+            else:
+                self._exception(slot, intended, start, late, value, done)
+        finally:
+            self._hit_done()
+
+    async def _finish(self, slot: int, intended: int, start: int, late: bool, coro: Any,
+                      awaited: Any, ctx: Any, throw: BaseException | None = None) -> None:
+        """Drive a hit that waits to its end, in this worker, and record it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.running[slot] = (start + self.timeout_ns, task, intended)
+        try:
+            result = await _resume(coro, awaited, ctx, throw)
         except asyncio.CancelledError:
-            self._cancelled(slot, intended_ns or start, start, late)
+            self._cancelled(slot, intended, start, late)
         except StopRun as exc:
-            self._stop_run(slot, intended_ns or start, start, late, exc)
+            self._stop_run(slot, intended, start, late, exc)
         except Exception as exc:
-            self._exception(slot, intended_ns or start, start, late, exc)
+            self._exception(slot, intended, start, late, exc)
         else:
             if slot in self.timed_out:  # the hammer swallowed the cancellation
-                self._cancelled(slot, intended_ns or start, start, late)
+                self._cancelled(slot, intended, start, late)
+            elif self.sync:
+                self._sync_result(slot, intended, late, result)
             else:
-                self._result(slot, intended_ns or start, start, time.monotonic_ns(), late, result)
+                self._result(slot, intended, start, time.monotonic_ns(), late, result)
         finally:
-            self._hit_done(slot)
+            del self.running[slot]
+            if slot in self.cancels_sent:
+                self.cancels_sent.discard(slot)
+                uncancel = getattr(task, "uncancel", None)   # Python 3.11+
+                if uncancel is not None:
+                    uncancel()     # this worker goes on with other hits
+            self._hit_done()
 
-    async def _hit_sync(self, slot: int, intended_ns: int, late: bool) -> None:
-        queued = time.monotonic_ns()
-        try:
-            start, done, result, exc = await self.loop.run_in_executor(
-                self.pool, self._call_sync, slot)
-        except asyncio.CancelledError:
-            self._cancelled(slot, intended_ns or queued, queued, late)
-        else:
-            intended = intended_ns or start
-            if isinstance(exc, StopRun):
-                self._stop_run(slot, intended, start, late, exc, done)
-            elif exc is not None:
-                self._exception(slot, intended, start, late, exc, done)
-            else:
-                self._result(slot, intended, start, done, late, result)
-        finally:
-            self._hit_done(slot)
+    def _hit_done(self) -> None:
+        self.hits.hit_done()
+        self._check_finished()
+
+    # ------------------------------------------------------------------ plain def hit
+
+    async def _hit_on_pool(self, slot: int) -> tuple[int, int, Any, BaseException | None]:
+        return await self.loop.run_in_executor(self.pool, self._call_sync, slot)
 
     def _call_sync(self, slot: int) -> tuple[int, int, Any, BaseException | None]:
         start = time.monotonic_ns()
@@ -297,16 +370,19 @@ class _Driver:
             return start, time.monotonic_ns(), None, exc
         return start, time.monotonic_ns(), result, None
 
-    def _hit_done(self, slot: int) -> None:
-        del self.running[slot]
-        self.inflight -= 1
-        if self.scheduling:
-            if self.open_loop:
-                if self.starved:
-                    self._dispatch(time.monotonic_ns())
-            else:
-                self._closed_next()
-        self._check_finished()
+    def _sync_result(self, slot: int, queued: int, late: bool,
+                     outcome: tuple[int, int, Any, BaseException | None]) -> None:
+        start, done, result, exc = outcome
+        # open loop: from the intended time; closed loop: from the call on its thread
+        intended = queued if self.open_loop else start
+        if isinstance(exc, StopRun):
+            self._stop_run(slot, intended, start, late, exc, done)
+        elif exc is not None:
+            self._exception(slot, intended, start, late, exc, done)
+        else:
+            self._result(slot, intended, start, done, late, result)
+
+    # ------------------------------------------------------------------ outcomes
 
     def _result(self, slot: int, intended: int, start: int, done: int, late: bool,
                 result: Any) -> None:
@@ -367,8 +443,8 @@ class _Driver:
         for slot, task in expired:
             self.timed_out.add(slot)
             self._cancel(slot, task)
-        if self.open_loop and self.starved and self.scheduling:
-            self._dispatch(now)   # waiting slots past their deadline become unsent
+        if self.open_loop and self.hits.starved and self.hits.scheduling:
+            self.hits.expire(now)   # waiting slots past their deadline become unsent
         if not self.finished.done():
             self.sweep_handle = self.loop.call_later(self.sweep_interval_s, self._sweep)
 
@@ -377,27 +453,50 @@ class _Driver:
             self._cancel(slot, task)
 
     def _cancel(self, slot: int, task: asyncio.Task[None]) -> None:
-        task.cancel()
-        # a task cancelled before its first step never runs its body: account for it here
-        task.add_done_callback(lambda _: self._never_started(slot))
-
-    def _never_started(self, slot: int) -> None:
-        entry = self.running.get(slot)
-        if entry is None:
-            return  # the hit ran and accounted for itself
-        intended = entry[2]
-        reason = "timeout" if slot in self.timed_out else "cancelled"
-        self.timed_out.discard(slot)
-        self.record(intended, 0, time.monotonic_ns(), 0, self._code(reason), False, None, 0)
-        self._hit_done(slot)
+        if slot not in self.cancels_sent:
+            self.cancels_sent.add(slot)
+            task.cancel()     # lands in the hit: the worker is waiting in it
 
     def close(self) -> None:
         if self.sweep_handle is not None:
             self.sweep_handle.cancel()
+        for task in list(self.workers):
+            task.cancel()     # idle workers (every hit has ended)
         self.loop.remove_reader(self.timer.fileno())
         self.timer.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@types.coroutine
+def _resume(coro: Any, awaited: Any, ctx: Any,
+            first: BaseException | None = None) -> Generator[Any, Any, Any]:
+    """Await the rest of a hit whose first step ran in HitLoop (and waits on `awaited`),
+    in the worker's Task, each step in the hit's own context: what a Task would do with
+    the coroutine, passed through (futures, cancellation, exceptions). `first`: thrown
+    into the hit before anything else (a cancellation that came before the takeover)."""
+    send, throw = coro.send, coro.throw
+    if first is not None:
+        try:
+            awaited = ctx.run(throw, first)
+        except StopIteration as end:
+            return end.value
+    while True:
+        try:
+            value = yield awaited
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                awaited = ctx.run(throw, exc)
+            except StopIteration as end:
+                return end.value
+        else:
+            try:
+                awaited = ctx.run(send, value)
+            except StopIteration as end:
+                return end.value
 
 
 async def run_python_hammer(config: HammerConfig, *, interrupt: Any,

@@ -1,0 +1,192 @@
+# Python hammers' hits, started on the event loop by the driver's worker tasks
+# (hammer/hammers/python.py): which slot is next and when it is due (the same pacer as
+# the core's workers, through a SlotTimer), and each async hit's first step, run here up
+# to its first wait or to its end, timed and recorded without a Task or a Python frame
+# of our own. A hit that waits goes back to the worker that started it, which drives it
+# to its end; so does any result other than None or an int, and any exception.
+
+HIT_YIELD = "yield"          # HitLoop.run(): many hits in a row: let the loop run
+
+
+cdef class HitLoop:
+    """The slots of a Python hammer's load phase. run() starts what is due (open loop) or
+    wanted (closed loop); scheduled, unsent and inflight add up as the core's do."""
+
+    cdef SlotTimer timer
+    cdef Aggregator agg
+    cdef object hit                    # the hammer's hit (a coroutine function), or a
+                                       # wrapper that hands a plain def to a thread pool
+    cdef readonly bint open_loop
+    cdef public bint scheduling
+    cdef public bint starved           # a slot fell due while every in-flight slot was taken
+    cdef readonly int64_t n_slots, next_slot, scheduled, unsent, inflight
+    cdef readonly int64_t limit, budget, timeout_ns, quantum_ns, end_ns
+    cdef int64_t first_slot, stride, yield_every
+
+    def __init__(self, SlotTimer timer, Aggregator aggregator, object hit, *,
+                 bint open_loop, int64_t limit, object budget, int64_t timeout_ns,
+                 int64_t quantum_ns, int64_t yield_every=PY_HITS_BEFORE_YIELD):
+        self.timer = timer
+        self.agg = aggregator
+        self.hit = hit
+        self.open_loop = open_loop
+        self.n_slots = timer.n_slots
+        self.first_slot = timer.first_slot
+        self.stride = timer.slot_stride
+        self.limit = limit
+        self.budget = -1 if budget is None else budget
+        self.timeout_ns = timeout_ns
+        self.quantum_ns = quantum_ns
+        self.yield_every = yield_every
+        self.end_ns = NO_END_NS
+
+    def start(self, int64_t end_ns) -> None:
+        self.end_ns = end_ns
+        self.scheduling = True
+
+    @property
+    def all_started(self) -> bool:
+        """Open loop: every slot of the plan was started, sent late or unsent."""
+        return self.next_slot >= self.n_slots
+
+    def slot_number(self, int64_t local) -> int:
+        """The schedule's number of local slot `local` (a shard's k + jN)."""
+        return self.first_slot + local * self.stride
+
+    cpdef object run(self):
+        """Start hits, each up to its first wait, until none is due (open loop: the timer
+        is then armed for the next) or wanted (closed loop: the request budget, the end).
+        None: nothing more now. HIT_YIELD: closed loop, yield_every hits done in a row.
+        Otherwise a tuple for the worker: ("wait", slot, intended, start, late, coro,
+        awaited, ctx) when a hit waits on `awaited`; ("result", slot, intended, start,
+        done, late, value) for a value other than None or an int; ("raised", slot,
+        intended, start, done, late, exception)."""
+        cdef int64_t now, t, wake, local, done_in_a_row = 0
+        cdef bint late
+        cdef object out
+        if not self.open_loop:
+            while self.scheduling:
+                if self.budget >= 0 and self.scheduled >= self.budget:
+                    return None
+                if self.inflight >= self.limit or clock_ns() >= self.end_ns:
+                    return None
+                local = self.next_slot
+                self.next_slot += 1
+                self.scheduled += 1
+                self.inflight += 1
+                out = self.first_step(local, 0, False)
+                if out is not None:
+                    return out
+                done_in_a_row += 1
+                if done_in_a_row >= self.yield_every:
+                    return HIT_YIELD
+            return None
+        now = clock_ns()
+        while self.scheduling and self.next_slot < self.n_slots:
+            t = self.timer.intended_ns(self.next_slot)
+            if t > now:
+                # a timer wake at most once per quantum: the slots due by then go together
+                wake = t if t - now >= self.quantum_ns else now + self.quantum_ns
+                self.timer.arm_at(wake if wake < self.end_ns else self.end_ns)
+                self.starved = False
+                return None
+            if now - t >= self.timeout_ns:
+                # its deadline passed while it waited for a free slot: never sent
+                self.next_slot += 1
+                self.scheduled += 1
+                self.unsent += 1
+                continue
+            if self.inflight >= self.limit:
+                self.starved = True
+                return None
+            late = self.starved
+            local = self.next_slot
+            self.next_slot += 1
+            self.scheduled += 1
+            self.inflight += 1
+            out = self.first_step(local, t, late)
+            if out is not None:
+                return out
+            now = clock_ns()
+        self.starved = False
+        if self.scheduling and self.end_ns != NO_END_NS:
+            self.timer.arm_at(self.end_ns)
+        return None
+
+    cdef object first_step(self, int64_t local, int64_t intended, bint late):
+        cdef PyObject *sent = NULL
+        cdef int state
+        cdef int64_t start, done
+        cdef object value, ctx, coro
+        cdef int64_t slot = self.first_slot + local * self.stride
+        start = clock_ns()
+        if intended == 0:
+            intended = start                  # closed loop: from the hit's start
+        ctx = PyContext_CopyCurrent()         # each hit has a context of its own
+        PyContext_Enter(ctx)
+        try:
+            coro = self.hit(slot)
+            state = PyIter_Send(coro, None, &sent)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:          # CancelledError too: the worker names it
+            return ("raised", slot, intended, start, clock_ns(), late, exc)
+        finally:
+            PyContext_Exit(ctx)
+        value = <object>sent
+        Py_XDECREF(sent)
+        if state == 1:                        # PYGEN_NEXT: it waits on `value`
+            return ("wait", slot, intended, start, late, coro, value, ctx)
+        done = clock_ns()
+        if value is None:
+            self.record(intended, start, done, 0, late, RF_OK)
+        elif type(value) is int and -32768 <= value <= 32767:
+            self.record(intended, start, done, value, late, 0)
+        else:
+            return ("result", slot, intended, start, done, late, value)
+        self.inflight -= 1
+        return None
+
+    cdef inline void record(self, int64_t intended, int64_t start, int64_t done,
+                            int status, bint late, uint8_t flags) noexcept:
+        cdef Result r
+        r.intended_ns = intended
+        r.write_ns = start
+        r.done_ns = done
+        r.status = <int16_t>status
+        r.error = ERR_NONE
+        r.flags = flags | (RF_LATE if late else 0)
+        r.target = 0
+        self.agg.record(&r)
+
+    def arm_next(self) -> None:
+        """Open loop: arm the timer for the next slot (or the end), so that it falling due
+        is noticed while every worker is in a hit."""
+        if self.next_slot < self.n_slots:
+            self.timer.arm_at(min(self.timer.intended_ns(self.next_slot), self.end_ns))
+        elif self.end_ns != NO_END_NS:
+            self.timer.arm_at(self.end_ns)
+
+    def hit_done(self) -> None:
+        """A hit the worker finished (a wait, a result or an exception it recorded)."""
+        self.inflight -= 1
+
+    def expire(self, int64_t now) -> None:
+        """Open loop, while starved: due slots whose deadline passed become unsent."""
+        while self.next_slot < self.n_slots:
+            if now - self.timer.intended_ns(self.next_slot) < self.timeout_ns:
+                return
+            self.next_slot += 1
+            self.scheduled += 1
+            self.unsent += 1
+
+    def end(self, int64_t now) -> None:
+        """Stop scheduling; open loop: slots due by now but never started are unsent."""
+        self.scheduling = False
+        self.timer.disarm()
+        if not self.open_loop:
+            return
+        while self.next_slot < self.n_slots and self.timer.intended_ns(self.next_slot) <= now:
+            self.next_slot += 1
+            self.scheduled += 1
+            self.unsent += 1
