@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import itertools
 import statistics
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -351,24 +352,54 @@ def test_hits_that_waited_count_as_late_whatever_their_outcome() -> None:
 
 
 def test_each_hit_runs_in_a_task_and_a_context_of_its_own() -> None:
-    """Every hit runs inside a Task of its own (client libraries need one: aiohttp's
-    timeouts call asyncio.current_task(); a first step run outside a Task, to save the
-    Task of a hit that finishes at once, broke them), with a context of its own; hits done
-    at once and hits that waited are counted alike."""
+    """Every hit runs inside a Task (client libraries need one: aiohttp's timeouts call
+    asyncio.current_task(); a first step run outside a Task broke them), never one that
+    another hit in flight runs in (a worker's, one hit at a time), with a context of its
+    own; hits done at once and hits that waited are counted alike."""
     import contextvars
 
     current: contextvars.ContextVar[int] = contextvars.ContextVar("current", default=-1)
+    in_flight: dict[asyncio.Task[object], int] = {}
 
     class Mixed(Hammer):
         async def hit(self, slot: int) -> int:
-            if current.get() != -1 or asyncio.current_task() is None:
-                return 500                      # a context shared with another hit
+            task = asyncio.current_task()
+            if current.get() != -1 or task is None or task in in_flight:
+                return 500                      # shared with another hit
             current.set(slot)
             if slot % 3:
+                in_flight[task] = slot
                 await asyncio.sleep(0.002)      # overlaps the next hits
+                if in_flight.pop(task) != slot or asyncio.current_task() is not task:
+                    return 500
             return 200 if current.get() == slot else 500
 
     report = hammer.run(hammer=Mixed(), rate=2000, requests=600, spin="1ms")
     check_invariant(report)
     assert report.status == {"200": 600}
     assert current.get() == -1                  # the driver's own context untouched
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+")
+def test_asyncio_timeouts_inside_hits_and_hammer_timeouts_mix() -> None:
+    """A hit's own asyncio.timeout() cancels the Task it runs in; so does hammer's
+    --timeout. Both land in that hit alone: the worker goes on, and later hits on it,
+    with timeouts of their own that do not expire, succeed."""
+    class Timeouts(Hammer):
+        async def hit(self, slot: int) -> int:
+            kind = slot % 3
+            if kind == 0:       # its own timeout expires: TimeoutError, by type
+                async with asyncio.timeout(0.005):
+                    await asyncio.sleep(1)
+            elif kind == 1:     # past hammer's 50 ms timeout: "timeout"
+                await asyncio.sleep(1)
+            async with asyncio.timeout(1):       # kind 2: a timeout that never fires
+                await asyncio.sleep(0.001)
+            return 200
+
+    report = hammer.run(hammer=Timeouts(), rate=300, requests=150, connections=32,
+                        timeout="50ms")
+    check_invariant(report)
+    assert report.errors == {"TimeoutError": 50, "timeout": 50}
+    assert report.status == {"200": 50}
+    assert report.counts.unsent == 0
