@@ -403,3 +403,22 @@ def test_asyncio_timeouts_inside_hits_and_hammer_timeouts_mix() -> None:
     assert report.errors == {"TimeoutError": 50, "timeout": 50}
     assert report.status == {"200": 50}
     assert report.counts.unsent == 0
+
+
+def test_a_hit_that_cancels_its_own_task_is_cancelled_alone() -> None:
+    """A hit that cancels the Task it runs in gets the CancelledError at its next await,
+    as under a Task of its own; the hits after it are not touched."""
+    class SelfCancel(Hammer):
+        async def hit(self, slot: int) -> int:
+            if slot % 4 == 0:
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            return 200
+
+    report = hammer.run(hammer=SelfCancel(), rate=400, requests=100, connections=16)
+    check_invariant(report)
+    assert report.errors == {"cancelled": 25}
+    assert report.status == {"200": 75}

@@ -198,18 +198,24 @@ class _Driver:
                 if self.end_ns != NO_END_NS:
                     self.timer.arm_at(self.end_ns)
             return
-        self._start_due()
-        self._after_run()   # the end (after what fell due before it was started)
+        if self._start_due():
+            self._after_run()   # the end (after what fell due before it was started)
 
-    def _start_due(self) -> None:
+    def _start_due(self) -> bool:
         """Open loop, from the timer: start every due slot, each hit's first step under an
         idle worker made the current Task for it (asyncio's own _enter_task, as its eager
         tasks do), so that a hit that ends at once costs no Task step. A hit that waits
-        goes to that worker, and the next due slot gets another."""
+        goes to that worker, and the next due slot gets another. False: deferred to the
+        next wake (a new worker first)."""
         hits = self.hits
         while hits.scheduling:
             if not self.idle and len(self.workers) < self.limit:
+                # a new worker: the due slots wait for it to be parked on its wake-up
+                # (its first step, run before the loop polls again; a Task made current
+                # before its first step could not take a cancellation into its hit)
                 self._spawn(parked=True)
+                self.timer.arm_at(time.monotonic_ns())
+                return False
             if not self.idle:
                 # every worker is in a hit, so every in-flight slot is taken: run() starts
                 # nothing; it arms the timer for a slot not yet due, or marks the due one
@@ -218,7 +224,7 @@ class _Driver:
                     hits.run()
                 if hits.starved and self.end_ns != NO_END_NS:
                     self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
-                return
+                return True
             task, wake = self.idle[-1]
             _enter_task(self.loop, task)
             try:
@@ -226,13 +232,15 @@ class _Driver:
             finally:
                 _leave_task(self.loop, task)
             if step is None:
-                return
+                return True
             if step[0] == "wait":
                 self.idle.pop()
                 self.handoff[task] = step
-                wake.set_result(None)
+                if not wake.done():   # else the hit cancelled its Task: it learns that next
+                    wake.set_result(None)
             else:
                 self._ended_at_once(step)
+        return True
 
     def _spawn(self, parked: bool) -> None:
         """A worker: parked (idle until given a hit) or, closed loop, running at once."""
@@ -241,7 +249,7 @@ class _Driver:
         self.workers.add(task)
         task.add_done_callback(self.workers.discard)
         if wake is not None:
-            self.idle.append((task, wake))
+            self.idle.append((task, wake))   # taken from the next timer wake on
 
     def end_load_phase(self, now: int) -> None:
         """Stop scheduling: slots already due but never started are unsent."""
