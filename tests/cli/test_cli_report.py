@@ -23,16 +23,23 @@ def hammer_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProc
 def shard_reports(target_server: Any, tmp_path: Path) -> tuple[Any, list[Path]]:
     """Shards 1/2 and 2/2 of one plan, run by the CLI against one server, as JSON."""
     server = target_server()
-    paths = []
-    for k in (1, 2):
-        path = tmp_path / f"shard{k}.json"
-        # --spin: a sleeping thread woken late (this VM's overshoot at low rates) would
-        # mark a shard saturated, and these tests are about the reports, not pacing
-        done = hammer_cli("run", server.url, "-r", "600", "-d", "1s", "--shard", f"{k}/2",
-                          "--spin", "1ms", "--slo", "p99<5s", "--json", str(path), "-q")
-        assert done.returncode == exitcodes.OK, done.stderr
-        paths.append(path)
-    return server, paths
+    # --spin: a sleeping thread woken late (this VM's overshoot at low rates) would mark a
+    # shard saturated, and these tests are about the reports, not pacing; a pair with a
+    # shard saturated all the same (a host stall) is run again from a reset server
+    for _attempt in range(3):
+        server.reset()
+        paths, codes = [], []
+        for k in (1, 2):
+            path = tmp_path / f"shard{k}.json"
+            done = hammer_cli("run", server.url, "-r", "600", "-d", "1s", "--shard",
+                              f"{k}/2", "--spin", "1ms", "--slo", "p99<5s", "--json",
+                              str(path), "-q")
+            assert done.returncode in (exitcodes.OK, exitcodes.SATURATED), done.stderr
+            paths.append(path)
+            codes.append(done.returncode)
+        if codes == [exitcodes.OK, exitcodes.OK]:
+            return server, paths
+    pytest.fail("a shard was saturated in each of 3 attempts")
 
 
 def test_report_rerenders_a_saved_report(shard_reports: tuple[Any, list[Path]],
