@@ -160,10 +160,16 @@ cdef class HitLoop:
         self.agg.record(&r)
 
     def arm_next(self) -> None:
-        """Open loop: arm the timer for the next slot (or the end), so that it falling due
-        is noticed while every worker is in a hit."""
+        """Open loop, after run() stopped at a hit that waits: arm the timer for the next
+        slot (at once if it is due; else as run() would, at most once per quantum) or the
+        end, so that the rest is started from the timer."""
+        cdef int64_t now, t
         if self.next_slot < self.n_slots:
-            self.timer.arm_at(min(self.timer.intended_ns(self.next_slot), self.end_ns))
+            now = clock_ns()
+            t = self.timer.intended_ns(self.next_slot)
+            if now < t < now + self.quantum_ns:
+                t = now + self.quantum_ns
+            self.timer.arm_at(min(t, self.end_ns))
         elif self.end_ns != NO_END_NS:
             self.timer.arm_at(self.end_ns)
 

@@ -222,6 +222,8 @@ class _Driver:
                 # as waiting for a worker (late)
                 if hits.inflight >= self.limit:
                     hits.run()
+                else:   # a worker between states: look again one quantum on
+                    self.timer.arm_at(time.monotonic_ns() + self.config.quantum_ns)
                 if hits.starved and self.end_ns != NO_END_NS:
                     self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
                 return True
@@ -299,7 +301,8 @@ class _Driver:
                     await self._finish(slot, intended, start, late, coro, awaited, ctx,
                                        throw=asyncio.CancelledError())
                 wake = None
-            step = self.handoff.pop(me, None) or hits.run()
+            taken = self.handoff.pop(me, None)
+            step = taken or hits.run()
             if step is None:
                 self._after_run()
                 if not hits.scheduling or not self.open_loop:
@@ -310,7 +313,7 @@ class _Driver:
             elif step is hit_yield:
                 await asyncio.sleep(0)
             elif step[0] == "wait":
-                if self.open_loop:
+                if taken is None and self.open_loop:
                     hits.arm_next()   # what else falls due is started from the timer
                 await self._finish(*step[1:])
             else:
