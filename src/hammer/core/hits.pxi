@@ -61,7 +61,7 @@ cdef class HitLoop:
         awaited, ctx) when a hit waits on `awaited`; ("result", slot, intended, start,
         done, late, value) for a value other than None or an int; ("raised", slot,
         intended, start, done, late, exception)."""
-        cdef int64_t now, t, wake, local, done_in_a_row = 0
+        cdef int64_t now, t, wake, local, batch_end, done_in_a_row = 0
         cdef bint late
         cdef object out
         if not self.open_loop:
@@ -82,6 +82,9 @@ cdef class HitLoop:
                     return HIT_YIELD
             return None
         now = clock_ns()
+        # one call starts what falls due within a quantum of it: a hammer that cannot keep
+        # up still lets the loop run (signals, timeouts, I/O) between batches
+        batch_end = now + self.quantum_ns
         while self.scheduling and self.next_slot < self.n_slots:
             t = self.timer.intended_ns(self.next_slot)
             if t > now:
@@ -108,6 +111,9 @@ cdef class HitLoop:
             if out is not None:
                 return out
             now = clock_ns()
+            if now >= batch_end:
+                self.timer.arm_at(now)        # the rest from the next wake, at once
+                return None
         self.starved = False
         if self.scheduling and self.end_ns != NO_END_NS:
             self.timer.arm_at(self.end_ns)
