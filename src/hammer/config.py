@@ -131,8 +131,7 @@ class RunConfig(PlanView):
         file, the host they share and how many there are (each has its own row)."""
         t = self.target
         if len(self.requests_table) > 1 and self.replay is None:
-            host = f"[{t.host}]" if ":" in t.host else t.host
-            return f"{t.scheme}://{host}:{t.port} ({len(self.requests_table):,} targets)"
+            return f"{t.scheme}://{t.host_header} ({len(self.requests_table):,} targets)"
         return t.url
 
     @property

@@ -21,11 +21,12 @@ cdef class HitLoop:
     cdef public bint starved           # a slot fell due while every in-flight slot was taken
     cdef readonly int64_t n_slots, next_slot, scheduled, unsent, inflight
     cdef readonly int64_t limit, budget, timeout_ns, quantum_ns, end_ns
-    cdef int64_t first_slot, stride, yield_every
+    cdef int64_t first_slot, stride
+    cdef int64_t done_ns               # when the last hit that ended at once ended
 
     def __init__(self, SlotTimer timer, Aggregator aggregator, object hit, *,
                  bint open_loop, int64_t limit, object budget, int64_t timeout_ns,
-                 int64_t quantum_ns, int64_t yield_every=PY_HITS_BEFORE_YIELD):
+                 int64_t quantum_ns):
         self.timer = timer
         self.agg = aggregator
         self.hit = hit
@@ -37,7 +38,6 @@ cdef class HitLoop:
         self.budget = -1 if budget is None else budget
         self.timeout_ns = timeout_ns
         self.quantum_ns = quantum_ns
-        self.yield_every = yield_every
         self.end_ns = NO_END_NS
 
     def start(self, int64_t end_ns) -> None:
@@ -49,14 +49,11 @@ cdef class HitLoop:
         """Open loop: every slot of the plan was started, sent late or unsent."""
         return self.next_slot >= self.n_slots
 
-    def slot_number(self, int64_t local) -> int:
-        """The schedule's number of local slot `local` (a shard's k + jN)."""
-        return self.first_slot + local * self.stride
-
     cpdef object run(self):
         """Start hits, each up to its first wait, until none is due (open loop: the timer
         is then armed for the next) or wanted (closed loop: the request budget, the end).
-        None: nothing more now. HIT_YIELD: closed loop, yield_every hits done in a row.
+        None: nothing more now. HIT_YIELD: closed loop, PY_HITS_BEFORE_YIELD hits done in a
+        row.
         Otherwise a tuple for the worker: ("wait", slot, intended, start, late, coro,
         awaited, ctx) when a hit waits on `awaited`; ("result", slot, intended, start,
         done, late, value) for a value other than None or an int; ("raised", slot,
@@ -65,10 +62,11 @@ cdef class HitLoop:
         cdef bint late
         cdef object out
         if not self.open_loop:
+            self.done_ns = clock_ns()
             while self.scheduling:
                 if self.budget >= 0 and self.scheduled >= self.budget:
                     return None
-                if self.inflight >= self.limit or clock_ns() >= self.end_ns:
+                if self.inflight >= self.limit or self.done_ns >= self.end_ns:
                     return None
                 local = self.next_slot
                 self.next_slot += 1
@@ -78,7 +76,7 @@ cdef class HitLoop:
                 if out is not None:
                     return out
                 done_in_a_row += 1
-                if done_in_a_row >= self.yield_every:
+                if done_in_a_row >= PY_HITS_BEFORE_YIELD:
                     return HIT_YIELD
             return None
         now = clock_ns()
@@ -110,7 +108,7 @@ cdef class HitLoop:
             out = self.first_step(local, t, late)
             if out is not None:
                 return out
-            now = clock_ns()
+            now = self.done_ns                # the clock read that ended that hit
             if now >= batch_end:
                 self.timer.arm_at(now)        # the rest from the next wake, at once
                 return None
@@ -151,6 +149,7 @@ cdef class HitLoop:
         else:
             return ("result", slot, intended, start, done, late, value)
         self.inflight -= 1
+        self.done_ns = done
         return None
 
     cdef inline void record(self, int64_t intended, int64_t start, int64_t done,

@@ -136,7 +136,6 @@ class _Driver:
                                   quantum_ns=config.quantum_ns)
         self.error_samples: list[dict[str, Any]] = []
         # run state
-        self.start_ns = 0
         self.end_ns = 0
         self.load_end_ns = 0
         self.bytes_in = 0
@@ -168,7 +167,6 @@ class _Driver:
 
     def start(self, start_ns: int) -> None:
         plan = self.config.plan
-        self.start_ns = start_ns
         self.end_ns = (start_ns + plan.duration_ns if plan.duration_ns is not None
                        else NO_END_NS)
         self.agg.start_ns = start_ns
