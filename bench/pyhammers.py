@@ -20,7 +20,11 @@ to CPU 0; clients alternate within every round: A B C A B C ...):
               on one core), twice: `locust-noop` counts its calls in a global (nothing
               else: the cheapest a locust task can be), `locust-noop-event` also fires
               events.request per call, timed as FastHttpUser times a request (so it is
-              recorded into locust's stats, as hammer records every hit).
+              recorded into locust's stats, as hammer records every hit). Both again
+              paced at the first --rates R, hammer's job (`locust-noop@R`,
+              `locust-noop-event@R`: --paced-users users, constant_throughput(R / N)).
+              Each round also runs the wake floor: bench/wake_floor.py (the event loop's
+              timer wakes alone) and bench/wake_floor.c (the same wakes from C).
   get-closed  one GET per hit on a private nginx: the AiohttpGet hammer (one aiohttp
               ClientSession, TCPConnector(limit=N)) closed loop with N hits in flight,
               against locust's FastHttpUser with N users and constant(0).
@@ -62,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # bench/run.py's parts (bench/hb): pinned runs with their own rusage, the private nginx,
 # CPU stats
+from hb.build import compile_c  # noqa: E402
 from hb.cli import parse_duration  # noqa: E402
 from hb.nginx import Nginx  # noqa: E402
 from hb.procs import (  # noqa: E402
@@ -124,28 +129,29 @@ def _stop(environment, **kw):
         json.dump(WINDOW, f)
 '''
 
-LOCUST_NOOP = LOCUST_HEAD + '''
+LOCUST_PACING = '''
 
-from locust import User, constant, task  # noqa: E402
+from locust import User, constant, constant_throughput, task  # noqa: E402
 
+PER_USER_RPS = float(os.environ.get("PYB_PER_USER_RPS") or 0)
+'''
+
+LOCUST_NOOP = LOCUST_HEAD + LOCUST_PACING + '''
 
 class Noop(User):
-    """A task that does nothing but count itself."""
-    wait_time = constant(0)
+    """A task that does nothing but count itself (at top speed, or paced)."""
+    wait_time = constant_throughput(PER_USER_RPS) if PER_USER_RPS else constant(0)
 
     @task
     def noop(self):
         CALLS[0] += 1
 '''
 
-LOCUST_NOOP_EVENT = LOCUST_HEAD + '''
-
-from locust import User, constant, task  # noqa: E402
-
+LOCUST_NOOP_EVENT = LOCUST_HEAD + LOCUST_PACING + '''
 
 class NoopEvent(User):
     """A task that does nothing, timed and recorded as a request (as FastHttpUser does)."""
-    wait_time = constant(0)
+    wait_time = constant_throughput(PER_USER_RPS) if PER_USER_RPS else constant(0)
 
     @task
     def noop(self):
@@ -401,6 +407,13 @@ def clients_for(scenario: str, args: argparse.Namespace) -> list[Client]:
                           target="noop"),
                    Client("locust-noop-event", "locust", scenario,
                           concurrency=args.noop_users, target="noop_event")]
+        if args.rates and args.paced_users:
+            # the same job as hammer's: the goal rate, paced (constant_throughput per user)
+            r = args.rates[0]
+            locusts += [Client(f"locust-noop@{r}", "locust", scenario, rate=r,
+                               concurrency=args.paced_users, target="noop"),
+                        Client(f"locust-noop-event@{r}", "locust", scenario, rate=r,
+                               concurrency=args.paced_users, target="noop_event")]
         # hammer and locust alternate: hammer@R1, locust-noop, hammer@R2, locust-noop-event..
         hammers = [Client(f"hammer-noop@{r}", "hammer", scenario, rate=r,
                           target="pyhammer_targets:Noop") for r in args.rates]
@@ -529,7 +542,12 @@ def _goal_lines(runs: list[RunRecord], name: str, rate: int) -> list[str]:
              f"exact counts in {len(held)}/{len(rs)} rounds (send-lag p99 by round: "
              + " ".join(_fmt(r.send_lag_p99_ms, ".3f") for r in rs) + " ms): "
              + ("MET" if len(held) == len(rs) else "MISSED")]
-    for other in ("locust-noop-event", "locust-noop"):
+    for other in ("locust-noop-event", "locust-noop", f"locust-noop-event@{rate}",
+                  f"locust-noop@{rate}"):
+        held_by = [r.rate_rps for r in runs if r.client == other and r.ok]
+        if held_by and other.endswith(f"@{rate}"):
+            lines.append(f"- {other} delivered " + " ".join(f"{x:,.0f}" for x in held_by)
+                         + f" calls/s by round (asked {rate:,})")
         for key, what in (("load_cpu_us_per_call", "load phase"),
                           ("cpu_us_per_call", "whole process")):
             _, med = paired(runs, name, other, key)
@@ -541,7 +559,8 @@ def _goal_lines(runs: list[RunRecord], name: str, rate: int) -> list[str]:
 
 
 def noop_goals(runs: list[RunRecord], rates: list[int], floors: list[dict[str, float]],
-               pacing_variant: str | None = None) -> list[str]:
+               pacing_variant: str | None = None,
+               c_floors: list[dict[str, float]] | None = None) -> list[str]:
     """The noop goals: 50k/s (the first --rates) held with send-lag p99 <= 1 ms and exact
     counts in every round; hammer's CPU per call <= 1/10 of locust's (median of ratios);
     and the floor under them, what the event loop's wakes alone cost (wake_floor.py)."""
@@ -566,18 +585,31 @@ def noop_goals(runs: list[RunRecord], rates: list[int], floors: list[dict[str, f
                      f"{floors[0]['quantum_us']:.0f} µs quantum, pinned alike) cost "
                      f"{per_wake:.1f} µs of CPU each, {per_s:,.0f} a second: at {rate:,}/s "
                      f"that is {floor:.2f} µs per hit before any hit runs{versus}")
+    if c_floors:
+        per_wake = statistics.median(f["cpu_us_per_wake"] for f in c_floors)
+        per_s = statistics.median(f["wakes_per_s"] for f in c_floors)
+        lines.append(f"- the host's floor: the same wakes from C, no interpreter "
+                     f"(bench/wake_floor.c) cost {per_wake:.1f} µs each, {per_s:,.0f} a "
+                     f"second: {per_wake * per_s / rate:.2f} µs per hit at {rate:,}/s; wakes "
+                     "came late by p99 " + " ".join(f"{f['late_p99_us']:.0f}"
+                                                   for f in c_floors) + " µs by round")
     return lines
 
 
-def wake_floor(bench: Bench, duration_s: float, tmp: Path) -> dict[str, float]:
-    """bench/wake_floor.py at the Python hammers' pacing quantum, pinned like a client."""
+def wake_floor(bench: Bench, duration_s: float, tmp: Path,
+               c_exe: str | None = None) -> dict[str, float]:
+    """bench/wake_floor.py (or, given c_exe, its C twin wake_floor.c) at the Python
+    hammers' pacing quantum, pinned like a client."""
     from hammer.plan import PYTHON_QUANTUM_NS
 
+    quantum_us = str(PYTHON_QUANTUM_NS / 1e3)
     script = Path(__file__).resolve().parent / "wake_floor.py"
-    res = run_pinned([sys.executable, str(script), "--quantum-us", str(PYTHON_QUANTUM_NS / 1e3),
-                      "--duration", str(duration_s)], bench.client_cpu, duration_s + 30, tmp)
+    argv = ([c_exe, quantum_us, str(duration_s)] if c_exe else
+            [sys.executable, str(script), "--quantum-us", quantum_us,
+             "--duration", str(duration_s)])
+    res = run_pinned(argv, bench.client_cpu, duration_s + 30, tmp)
     if res.returncode != 0:
-        raise RuntimeError(f"wake_floor.py failed: {res.stderr.strip()[-300:]}")
+        raise RuntimeError(f"{Path(argv[0]).name} failed: {res.stderr.strip()[-300:]}")
     floor: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
     return floor
 
@@ -601,8 +633,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--noop-connections", type=int, default=64,
                    help="noop: hits in flight of hammer's closed-loop run (default 64)")
     p.add_argument("--noop-users", type=int, default=1,
-                   help="noop: locust users (default 1: more users do not raise its rate "
-                        "on one core)")
+                   help="noop: locust users at top speed (default 1: more users do not "
+                        "raise its rate on one core)")
+    p.add_argument("--paced-users", type=int, default=100,
+                   help="noop: locust users of the paced peers, each at rate / N with "
+                        "constant_throughput (default 100, the cheapest of 100, 500 and "
+                        "2,000 here; 0: no paced peers)")
     p.add_argument("--connections", type=int, default=16,
                    help="get-*: hammer's hits in flight (and aiohttp connector limit), "
                         "locust's users (default 16)")
@@ -668,12 +704,19 @@ def main(argv: list[str] | None = None) -> int:
         for w in warm:
             run_pinned(w, bench.client_cpu, 60, tmp)
         floors: list[dict[str, float]] = []
+        c_floors: list[dict[str, float]] = []
+        c_floor_exe = compile_c(HERE / "wake_floor.c", tmp) if "noop" in scenarios else None
         for rnd in range(1, args.rounds + 1):
             if "noop" in scenarios:
                 floors.append(wake_floor(bench, args.duration_s, tmp))
                 log(f"round {rnd}/{args.rounds} wake floor: "
                     f"{floors[-1]['cpu_us_per_wake']:.1f} µs per wake, "
                     f"{floors[-1]['wakes_per_s']:,.0f}/s")
+                if c_floor_exe:
+                    c_floors.append(wake_floor(bench, args.duration_s, tmp, c_floor_exe))
+                    log(f"round {rnd}/{args.rounds} wake floor in C: "
+                        f"{c_floors[-1]['cpu_us_per_wake']:.1f} µs per wake, "
+                        f"late p99 {c_floors[-1]['late_p99_us']:.0f} µs")
             for s in scenarios:
                 for c in plan[s]:
                     log(f"round {rnd}/{args.rounds} {s}: {c.name} ...")
@@ -702,9 +745,10 @@ def main(argv: list[str] | None = None) -> int:
                           for a, b in pairs}}
             out_lines += [*render(s, summaries, runs, pairs), ""]
         if "noop" in scenarios:
-            goals = noop_goals(runs, args.rates, floors, args.pacing_variant)
+            goals = noop_goals(runs, args.rates, floors, args.pacing_variant, c_floors)
             result["noop_goals"] = goals
             result["wake_floor"] = floors
+            result["wake_floor_c"] = c_floors
             out_lines += ["## noop goals", "", *goals, ""]
         print("\n".join(out_lines))
         if any(not r.ok for r in runs):

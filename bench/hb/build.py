@@ -137,13 +137,19 @@ def build_wrk2(src: Path, scratch: Path) -> str:
 def compile_floor(workdir: Path) -> str | None:
     """Build bench/floor.c (the bare C client that marks the kernel's floor); None if
     there is no C compiler or it fails."""
+    return compile_c(FLOOR_SOURCE, workdir)
+
+
+def compile_c(source: Path, workdir: Path) -> str | None:
+    """Build one of bench/'s C programs into workdir; None if there is no C compiler or
+    it fails (said in the log)."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         return None
-    exe = workdir / "floor"
-    done = subprocess.run([cc, "-O2", "-o", str(exe), str(FLOOR_SOURCE)],
+    exe = workdir / source.stem
+    done = subprocess.run([cc, "-O2", "-o", str(exe), str(source)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        log(f"floor.c did not compile: {done.stderr.strip()[:500]}")
+        log(f"{source.name} did not compile: {done.stderr.strip()[:500]}")
         return None
     return str(exe)

@@ -23,6 +23,13 @@ cdef class HitLoop:
     cdef readonly int64_t limit, budget, timeout_ns, quantum_ns, end_ns
     cdef int64_t first_slot, stride
     cdef int64_t done_ns               # when the last hit that ended at once ended
+    # open loop, set by attach(): the timer's wake runs here (wake()), not in Python
+    cdef list idle                     # the driver's parked workers: (task, wake-up)
+    cdef object loop, enter_task, leave_task
+    cdef object on_step                # driver(task, wake-up, step): a hit that did not end
+    cdef object on_busy                # driver(): no parked worker; False: wait a wake
+    cdef object on_end                 # driver(now): the load phase is over
+    cdef bint budget_only              # a request budget and no duration
 
     def __init__(self, SlotTimer timer, Aggregator aggregator, object hit, *,
                  bint open_loop, int64_t limit, object budget, int64_t timeout_ns,
@@ -39,6 +46,49 @@ cdef class HitLoop:
         self.timeout_ns = timeout_ns
         self.quantum_ns = quantum_ns
         self.end_ns = NO_END_NS
+
+    def attach(self, list idle, object loop, object enter_task, object leave_task, *,
+               object on_step, object on_busy, object on_end, bint budget_only) -> None:
+        """Open loop: what wake() needs of the driver (asyncio's _enter_task and
+        _leave_task make a parked worker the current Task for the hits it starts)."""
+        self.idle = idle
+        self.loop = loop
+        self.enter_task = enter_task
+        self.leave_task = leave_task
+        self.on_step = on_step
+        self.on_busy = on_busy
+        self.on_end = on_end
+        self.budget_only = budget_only
+
+    def wake(self) -> None:
+        """Open loop: the timer's reader callback. Start every due slot, each hit's first
+        step under a parked worker made the current Task for it (as asyncio's eager tasks
+        do), so that a hit that ends at once costs no Task step. A hit that waits goes to
+        its worker (on_step) and the next due slot gets another."""
+        cdef object step, task, woken
+        cdef int64_t now
+        self.timer.clear()
+        if not self.scheduling:
+            return
+        while self.scheduling:
+            if len(self.idle) == 0:
+                if not self.on_busy():
+                    return            # a new worker first: the due slots wait a wake
+                break
+            task, woken = self.idle[len(self.idle) - 1]
+            self.enter_task(self.loop, task)
+            try:
+                step = self.run()
+            finally:
+                self.leave_task(self.loop, task)
+            if step is None:
+                break
+            self.on_step(task, woken, step)
+        if not self.scheduling:
+            return
+        now = clock_ns()
+        if now >= self.end_ns or (self.budget_only and self.next_slot >= self.n_slots):
+            self.on_end(now)
 
     def start(self, int64_t end_ns) -> None:
         self.end_ns = end_ns
@@ -72,7 +122,7 @@ cdef class HitLoop:
                 self.next_slot += 1
                 self.scheduled += 1
                 self.inflight += 1
-                out = self.first_step(local, 0, False)
+                out = self.first_step(local, 0, False, self.done_ns)
                 if out is not None:
                     return out
                 done_in_a_row += 1
@@ -105,7 +155,7 @@ cdef class HitLoop:
             self.next_slot += 1
             self.scheduled += 1
             self.inflight += 1
-            out = self.first_step(local, t, late)
+            out = self.first_step(local, t, late, now)
             if out is not None:
                 return out
             now = self.done_ns                # the clock read that ended that hit
@@ -117,13 +167,14 @@ cdef class HitLoop:
             self.timer.arm_at(self.end_ns)
         return None
 
-    cdef object first_step(self, int64_t local, int64_t intended, bint late):
+    cdef object first_step(self, int64_t local, int64_t intended, bint late, int64_t start):
+        """start: the clock read just before (the run's, or the one that ended the last hit
+        run in a row), so that a hit costs one clock read, at its end."""
         cdef PyObject *sent = NULL
         cdef int state
-        cdef int64_t start, done
+        cdef int64_t done
         cdef object value, ctx, coro
         cdef int64_t slot = self.first_slot + local * self.stride
-        start = clock_ns()
         if intended == 0:
             intended = start                  # closed loop: from the hit's start
         ctx = PyContext_CopyCurrent()         # each hit has a context of its own

@@ -172,7 +172,14 @@ class _Driver:
         self.agg.start_ns = start_ns
         self.timer.start(start_ns)
         self.hits.start(self.end_ns)
-        self.loop.add_reader(self.timer.fileno(), self._on_timer)
+        if self.open_loop:
+            self.hits.attach(self.idle, self.loop, _enter_task, _leave_task,
+                             on_step=self._on_step, on_busy=self._no_idle,
+                             on_end=self.end_load_phase,
+                             budget_only=plan.duration_ns is None)
+            self.loop.add_reader(self.timer.fileno(), self.hits.wake)
+        else:
+            self.loop.add_reader(self.timer.fileno(), self._on_timer)
         self.sweep_handle = self.loop.call_later(self.sweep_interval_s, self._sweep)
         if self.open_loop:
             n_slots = self.hits.n_slots
@@ -182,64 +189,50 @@ class _Driver:
             self.timer.arm_at(start_ns)   # closed loop: the first hits start at start_ns
 
     def _on_timer(self) -> None:
+        """Closed loop: the first hits, and the end. (Open loop: HitLoop.wake().)"""
         self.timer.clear()
-        hits = self.hits
-        if not hits.scheduling:
+        if not self.hits.scheduling:
             return
         now = time.monotonic_ns()
-        if not self.open_loop:
-            if now >= self.end_ns:
-                self.end_load_phase(now)
-            elif not self.workers:
-                for _ in range(self.limit):   # the first hits: one worker per slot
-                    self._spawn(parked=False)
-                if self.end_ns != NO_END_NS:
-                    self.timer.arm_at(self.end_ns)
-            return
-        if self._start_due():
-            self._after_run()   # the end (after what fell due before it was started)
+        if now >= self.end_ns:
+            self.end_load_phase(now)
+        elif not self.workers:
+            for _ in range(self.limit):   # the first hits: one worker per slot
+                self._spawn(parked=False)
+            if self.end_ns != NO_END_NS:
+                self.timer.arm_at(self.end_ns)
 
-    def _start_due(self) -> bool:
-        """Open loop, from the timer: start every due slot, each hit's first step under an
-        idle worker made the current Task for it (asyncio's own _enter_task, as its eager
-        tasks do), so that a hit that ends at once costs no Task step. A hit that waits
-        goes to that worker, and the next due slot gets another. False: deferred to the
-        next wake (a new worker first)."""
+    def _on_step(self, task: asyncio.Task[None], wake: asyncio.Future[None],
+                 step: tuple[Any, ...]) -> None:
+        """Open loop, from HitLoop.wake(): a first step that did not end in None or an int.
+        A hit that waits goes to the parked worker it ran under."""
+        if step[0] == "wait":
+            self.idle.pop()
+            self.handoff[task] = step
+            if not wake.done():   # else the hit cancelled its Task: it learns that next
+                wake.set_result(None)
+        else:
+            self._ended_at_once(step)
+
+    def _no_idle(self) -> bool:
+        """Open loop, from HitLoop.wake(): due slots and no parked worker. False: the due
+        slots wait for a new worker to be parked on its wake-up (its first step, run
+        before the loop polls again; a Task made current before its first step could not
+        take a cancellation into its hit)."""
         hits = self.hits
-        while hits.scheduling:
-            if not self.idle and len(self.workers) < self.limit:
-                # a new worker: the due slots wait for it to be parked on its wake-up
-                # (its first step, run before the loop polls again; a Task made current
-                # before its first step could not take a cancellation into its hit)
-                self._spawn(parked=True)
-                self.timer.arm_at(time.monotonic_ns())
-                return False
-            if not self.idle:
-                # every worker is in a hit, so every in-flight slot is taken: run() starts
-                # nothing; it arms the timer for a slot not yet due, or marks the due one
-                # as waiting for a worker (late)
-                if hits.inflight >= self.limit:
-                    hits.run()
-                else:   # a worker between states: look again one quantum on
-                    self.timer.arm_at(time.monotonic_ns() + self.config.quantum_ns)
-                if hits.starved and self.end_ns != NO_END_NS:
-                    self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
-                return True
-            task, wake = self.idle[-1]
-            _enter_task(self.loop, task)
-            try:
-                step = hits.run()
-            finally:
-                _leave_task(self.loop, task)
-            if step is None:
-                return True
-            if step[0] == "wait":
-                self.idle.pop()
-                self.handoff[task] = step
-                if not wake.done():   # else the hit cancelled its Task: it learns that next
-                    wake.set_result(None)
-            else:
-                self._ended_at_once(step)
+        if len(self.workers) < self.limit:
+            self._spawn(parked=True)
+            self.timer.arm_at(time.monotonic_ns())
+            return False
+        # every worker is in a hit, so every in-flight slot is taken: run() starts nothing;
+        # it arms the timer for a slot not yet due, or marks the due one as waiting for a
+        # worker (late)
+        if hits.inflight >= self.limit:
+            hits.run()
+        else:   # a worker between states: look again one quantum on
+            self.timer.arm_at(time.monotonic_ns() + self.config.quantum_ns)
+        if hits.starved and self.end_ns != NO_END_NS:
+            self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
         return True
 
     def _spawn(self, parked: bool) -> None:
