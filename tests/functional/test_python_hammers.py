@@ -290,6 +290,40 @@ def test_pacing_follows_the_intended_times() -> None:
     assert [row["achieved_rps"] for row in report.time_series] == [1000.0, 1000.0]
 
 
+def test_slots_due_within_a_quantum_start_together_and_never_early() -> None:
+    """Above one slot per pacing quantum (190 us by default), a timer wake starts every slot
+    due by then: the hits of one wake start together, none before its intended time, and
+    every millisecond still carries its share of the rate."""
+    from hammer.plan import PYTHON_QUANTUM_NS
+
+    starts: list[int] = []
+
+    class Stamp(Hammer):
+        async def hit(self, slot: int) -> None:
+            starts.append(time.monotonic_ns())
+
+    rate = 20_000
+    report = hammer.run(hammer=Stamp(), rate=rate, duration="1s")
+    check_invariant(report)
+    assert report.counts.ok == len(starts) == 20_000
+    assert report.to_dict()["pacing"] == {"mode": "quantum",
+                                          "quantum_us": PYTHON_QUANTUM_NS / 1000}
+    # a hit starts at its wake or later, never before its slot: no negative send lag
+    assert report.send_lag_ms["min"] >= 0
+    # batches: several hits start within a few microseconds of each other (a slot is due
+    # every 50 us), so most gaps are far below the period
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert statistics.median(gaps) < 50_000 // 2
+    # and yet every millisecond holds its 20 hits: wakes come once per quantum, not in
+    # bursts
+    first = starts[0]
+    windows: dict[int, int] = {}
+    for t in starts:
+        windows[(t - first) // 1_000_000] = windows.get((t - first) // 1_000_000, 0) + 1
+    full = [n for w, n in windows.items() if 0 < w < max(windows)]
+    assert 19 <= statistics.median(full) <= 21
+
+
 def test_failing_setup_refuses_the_run_before_anything_is_scheduled() -> None:
     hits = []
 
