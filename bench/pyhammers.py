@@ -544,10 +544,6 @@ def _goal_lines(runs: list[RunRecord], name: str, rate: int) -> list[str]:
              + ("MET" if len(held) == len(rs) else "MISSED")]
     for other in ("locust-noop-event", "locust-noop", f"locust-noop-event@{rate}",
                   f"locust-noop@{rate}"):
-        held_by = [r.rate_rps for r in runs if r.client == other and r.ok]
-        if held_by and other.endswith(f"@{rate}"):
-            lines.append(f"- {other} delivered " + " ".join(f"{x:,.0f}" for x in held_by)
-                         + f" calls/s by round (asked {rate:,})")
         for key, what in (("load_cpu_us_per_call", "load phase"),
                           ("cpu_us_per_call", "whole process")):
             _, med = paired(runs, name, other, key)
@@ -573,6 +569,11 @@ def noop_goals(runs: list[RunRecord], rates: list[int], floors: list[dict[str, f
     lines: list[str] = []
     for name in names:
         lines += _goal_lines(runs, name, rate)
+    for paced in (f"locust-noop-event@{rate}", f"locust-noop@{rate}"):
+        delivered = [r.rate_rps for r in runs if r.client == paced and r.ok]
+        if delivered:
+            lines.append(f"- {paced} delivered " + " ".join(f"{x:,.0f}" for x in delivered)
+                         + f" calls/s by round (asked {rate:,})")
     if floors:
         per_wake = statistics.median(f["cpu_us_per_wake"] for f in floors)
         per_s = statistics.median(f["wakes_per_s"] for f in floors)

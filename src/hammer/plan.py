@@ -29,7 +29,7 @@ DEFAULT_TIMEOUT_NS = 10 * units.NS_PER_S
 # server's (at 250 us, send-lag p90 reached 2 ms here; at 100-150 us it stayed ~0.1 ms).
 # A Python hammer's wake costs more: it takes the longest quantum still under that
 # window. (At 250 us, its wakes here came up to 0.9 ms late at p99 when the host was busy,
-# and send-lag p99 reached 2-3 ms; bench/wake_floor.c measures the knee.)
+# and send-lag p99 reached 2.5-3.6 ms; bench/wake_floor.c measures the knee.)
 CORE_QUANTUM_NS = 150_000
 PYTHON_QUANTUM_NS = 190_000
 MAX_QUANTUM_NS = 100_000_000

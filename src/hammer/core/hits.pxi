@@ -29,7 +29,6 @@ cdef class HitLoop:
     cdef object on_step                # driver(task, wake-up, step): a hit that did not end
     cdef object on_busy                # driver(): no parked worker; False: wait a wake
     cdef object on_end                 # driver(now): the load phase is over
-    cdef bint budget_only              # a request budget and no duration
 
     def __init__(self, SlotTimer timer, Aggregator aggregator, object hit, *,
                  bint open_loop, int64_t limit, object budget, int64_t timeout_ns,
@@ -48,7 +47,7 @@ cdef class HitLoop:
         self.end_ns = NO_END_NS
 
     def attach(self, list idle, object loop, object enter_task, object leave_task, *,
-               object on_step, object on_busy, object on_end, bint budget_only) -> None:
+               object on_step, object on_busy, object on_end) -> None:
         """Open loop: what wake() needs of the driver (asyncio's _enter_task and
         _leave_task make a parked worker the current Task for the hits it starts)."""
         self.idle = idle
@@ -58,7 +57,6 @@ cdef class HitLoop:
         self.on_step = on_step
         self.on_busy = on_busy
         self.on_end = on_end
-        self.budget_only = budget_only
 
     def wake(self) -> None:
         """Open loop: the timer's reader callback. Start every due slot, each hit's first
@@ -68,8 +66,6 @@ cdef class HitLoop:
         cdef object step, task, woken
         cdef int64_t now
         self.timer.clear()
-        if not self.scheduling:
-            return
         while self.scheduling:
             if len(self.idle) == 0:
                 if not self.on_busy():
@@ -87,17 +83,38 @@ cdef class HitLoop:
         if not self.scheduling:
             return
         now = clock_ns()
-        if now >= self.end_ns or (self.budget_only and self.next_slot >= self.n_slots):
+        if self.over(now):
             self.on_end(now)
 
-    def start(self, int64_t end_ns) -> None:
-        self.end_ns = end_ns
+    def start(self, int64_t start_ns, object duration_ns) -> None:
+        """Slot 0 is due at start_ns; the load phase lasts duration_ns (None: until the
+        request budget is spent). Arms the timer for the first wake."""
+        self.end_ns = NO_END_NS if duration_ns is None else start_ns + duration_ns
+        self.timer.start(start_ns)
         self.scheduling = True
+        if not self.open_loop:
+            self.timer.arm_at(start_ns)       # the first hits start at start_ns
+        elif self.n_slots:
+            self.timer.arm_at(min(self.timer.intended_ns(0), self.end_ns))
+        else:
+            self.arm_end()
 
-    @property
-    def all_started(self) -> bool:
-        """Open loop: every slot of the plan was started, sent late or unsent."""
-        return self.next_slot >= self.n_slots
+    cpdef bint over(self, int64_t now):
+        """The load phase is over by now: its end passed or, with a request budget alone,
+        every slot was started (open loop) or the budget spent and every hit ended
+        (closed loop)."""
+        if now >= self.end_ns:
+            return True
+        if self.end_ns != NO_END_NS:
+            return False
+        if self.open_loop:
+            return self.next_slot >= self.n_slots
+        return 0 <= self.budget <= self.scheduled and self.inflight == 0
+
+    cpdef void arm_end(self):
+        """Arm the timer for the end of the load phase, if it has one."""
+        if self.end_ns != NO_END_NS:
+            self.timer.arm_at(self.end_ns)
 
     cpdef object run(self):
         """Start hits, each up to its first wait, until none is due (open loop: the timer
@@ -163,8 +180,8 @@ cdef class HitLoop:
                 self.timer.arm_at(now)        # the rest from the next wake, at once
                 return None
         self.starved = False
-        if self.scheduling and self.end_ns != NO_END_NS:
-            self.timer.arm_at(self.end_ns)
+        if self.scheduling:
+            self.arm_end()
         return None
 
     cdef object first_step(self, int64_t local, int64_t intended, bint late, int64_t start):
@@ -226,8 +243,8 @@ cdef class HitLoop:
             if now < t < now + self.quantum_ns:
                 t = now + self.quantum_ns
             self.timer.arm_at(min(t, self.end_ns))
-        elif self.end_ns != NO_END_NS:
-            self.timer.arm_at(self.end_ns)
+        else:
+            self.arm_end()
 
     def hit_done(self) -> None:
         """A hit the worker finished (a wait, a result or an exception it recorded)."""

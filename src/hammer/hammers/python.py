@@ -30,8 +30,6 @@ from hammer.errors import ConfigError, HammerSetupError
 from hammer.hammers import Outcome, RunContext, StopRun, hit_is_async
 from hammer.plan import PYTHON_QUANTUM_NS, NotHttp, Plan, PlanView, start_ns_for
 
-NO_END_NS = (1 << 63) - 1         # a load phase without an end
-
 MAX_ERROR_SAMPLES = 5
 MAX_DEFAULT_IN_FLIGHT = 100_000
 MAX_SYNC_THREADS = 64
@@ -136,7 +134,6 @@ class _Driver:
                                   quantum_ns=config.quantum_ns)
         self.error_samples: list[dict[str, Any]] = []
         # run state
-        self.end_ns = 0
         self.load_end_ns = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -166,27 +163,16 @@ class _Driver:
     # ------------------------------------------------------------------ schedule
 
     def start(self, start_ns: int) -> None:
-        plan = self.config.plan
-        self.end_ns = (start_ns + plan.duration_ns if plan.duration_ns is not None
-                       else NO_END_NS)
         self.agg.start_ns = start_ns
-        self.timer.start(start_ns)
-        self.hits.start(self.end_ns)
         if self.open_loop:
             self.hits.attach(self.idle, self.loop, _enter_task, _leave_task,
                              on_step=self._on_step, on_busy=self._no_idle,
-                             on_end=self.end_load_phase,
-                             budget_only=plan.duration_ns is None)
+                             on_end=self.end_load_phase)
             self.loop.add_reader(self.timer.fileno(), self.hits.wake)
         else:
             self.loop.add_reader(self.timer.fileno(), self._on_timer)
+        self.hits.start(start_ns, self.config.plan.duration_ns)
         self.sweep_handle = self.loop.call_later(self.sweep_interval_s, self._sweep)
-        if self.open_loop:
-            n_slots = self.hits.n_slots
-            self.timer.arm_at(min(self.timer.intended_ns(0), self.end_ns) if n_slots
-                              else self.end_ns)
-        else:
-            self.timer.arm_at(start_ns)   # closed loop: the first hits start at start_ns
 
     def _on_timer(self) -> None:
         """Closed loop: the first hits, and the end. (Open loop: HitLoop.wake().)"""
@@ -194,13 +180,12 @@ class _Driver:
         if not self.hits.scheduling:
             return
         now = time.monotonic_ns()
-        if now >= self.end_ns:
+        if self.hits.over(now):
             self.end_load_phase(now)
         elif not self.workers:
             for _ in range(self.limit):   # the first hits: one worker per slot
                 self._spawn(parked=False)
-            if self.end_ns != NO_END_NS:
-                self.timer.arm_at(self.end_ns)
+            self.hits.arm_end()
 
     def _on_step(self, task: asyncio.Task[None], wake: asyncio.Future[None],
                  step: tuple[Any, ...]) -> None:
@@ -231,8 +216,8 @@ class _Driver:
             hits.run()
         else:   # a worker between states: look again one quantum on
             self.timer.arm_at(time.monotonic_ns() + self.config.quantum_ns)
-        if hits.starved and self.end_ns != NO_END_NS:
-            self.timer.arm_at(self.end_ns)   # the end comes even if none frees up
+        if hits.starved:
+            hits.arm_end()   # the end comes even if none frees up
         return True
 
     def _spawn(self, parked: bool) -> None:
@@ -248,7 +233,7 @@ class _Driver:
         """Stop scheduling: slots already due but never started are unsent."""
         if not self.hits.scheduling:
             return
-        self.load_end_ns = min(now, self.end_ns)
+        self.load_end_ns = min(now, self.hits.end_ns)
         self.hits.end(now)
         self._check_finished()
 
@@ -258,20 +243,9 @@ class _Driver:
 
     def _after_run(self) -> None:
         """Nothing more to start now: end the load phase if it is over."""
-        hits = self.hits
-        if not hits.scheduling:
-            return
-        now = time.monotonic_ns()
-        if now >= self.end_ns:
-            self.end_load_phase(now)
-        elif self.config.plan.duration_ns is None:
-            # a request budget alone: over once every slot was started and has ended
-            # (open loop: at once; closed loop: when the last hit has ended, as a budget
-            # spent in a closed loop is)
-            if self.open_loop:
-                if hits.all_started:
-                    self.end_load_phase(now)
-            elif 0 <= hits.budget <= hits.scheduled and hits.inflight == 0:
+        if self.hits.scheduling:
+            now = time.monotonic_ns()
+            if self.hits.over(now):
                 self.end_load_phase(now)
 
     # ------------------------------------------------------------------ workers
