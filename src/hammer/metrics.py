@@ -261,13 +261,16 @@ def _whole_target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
 
 def time_series(config: Any, rows: list[dict[str, Any]],
                 duration_s: float) -> list[dict[str, Any]]:
-    """Per second of the load phase: target and achieved rate, throughput, errors and
-    latency p50/p99 (a shorter last second is scaled to a rate)."""
+    """Per second of the load phase, then of the drain while responses still came in:
+    target and achieved rate, throughput, errors and latency p50/p99 (a shorter last
+    second of the load phase is scaled to a rate; nothing is due in the drain)."""
     out = []
     for i, row in enumerate(rows):
         span = min(1.0, duration_s - i) if duration_s > i else 1.0
         span = max(span, 1e-3)
         wanted = target_count(config, i, i + span)
+        if wanted is not None and i >= duration_s:
+            wanted = 0.0
         out.append({
             "t_s": i,
             "target_rps": round(wanted / span, 3) if wanted is not None else None,
@@ -349,8 +352,8 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
         bytes_received=totals.bytes_received,
         ring_full_waits=totals.ring_full_waits,
         targets=_target_rows(config, agg.target_breakdown()),
-        time_series=time_series(config, agg.time_series(math.ceil(duration_s - 1e-3)),
-                                duration_s),
+        time_series=time_series(config, agg.time_series(
+            max(math.ceil(duration_s - 1e-3), agg.seconds_used)), duration_s),
         connection_times=totals.connection_times,
         interrupted=interrupted,
         totals=totals,

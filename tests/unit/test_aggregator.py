@@ -38,6 +38,7 @@ def test_results_before_the_start_are_counted_but_not_in_a_second() -> None:
     agg.start_ns = START
     agg.record_one(START - S, START - S, START - S + 10)
     assert agg.completed == 1
+    assert agg.seconds_used == 0
     assert all(row["completed"] == 0 for row in agg.time_series(3))
 
 
@@ -47,6 +48,7 @@ def test_a_send_counts_in_the_second_it_was_due_and_completions_where_they_end()
     due = START + 3 * S - 1_000           # the last microsecond of second 2 (of 0..2)
     agg.record_one(due, due + 5_000, due + 2 * S)  # sent 4 us late, done in second 4
     agg.record_one(START + S, START + S, START + S + 10)
+    assert agg.seconds_used == 5          # the report's series runs to the last completion
     series = agg.time_series(5)
     assert [row["sent"] for row in series] == [0, 1, 1, 0, 0]
     assert [row["completed"] for row in series] == [0, 1, 0, 0, 1]
@@ -114,6 +116,7 @@ def test_add_merges_everything() -> None:
     assert a.status() == {"200": 1, "503": 1}
     assert a.error_classes() == {"custom": 1, "reset": 1}
     assert a.latency.total_count == 2 and a.latency.max >= 300
+    assert a.seconds_used == 3
     assert [row["sent"] for row in a.time_series(3)] == [2, 1, 1]
     assert [row["completed"] for row in a.time_series(3)] == [1, 1, 0]
     assert [t["sent"] for t in a.target_breakdown()] == [3, 1]

@@ -48,6 +48,7 @@ cdef class Aggregator:
     cdef uint32_t n_grouped
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
+    cdef readonly int64_t seconds_used       # seconds 0 .. seconds_used-1 hold a result
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
     cdef public int64_t end_ns               # the load phase's end (0: no duration)
     # MQTT --e2e: what the subscribers received (RF_E2E results), against what was sent
@@ -91,6 +92,7 @@ cdef class Aggregator:
         self.n_targets = 0
         self.seconds = NULL
         self.n_seconds = 0
+        self.seconds_used = 0
         self.start_ns = 0
         self.end_ns = 0
         if n_targets > 1:
@@ -152,6 +154,8 @@ cdef class Aggregator:
         if i >= MAX_SECONDS or (i >= self.n_seconds and self.reserve_seconds(i + 1) != 0):
             return NULL
         sec = &self.seconds[i]
+        if i >= self.seconds_used:
+            self.seconds_used = i + 1
         # a second's histogram is made when the second is first reached: one 36 KiB
         # allocation per second, never a burst of them inside a drain
         if sec.latency.counts == NULL and hist_init(&sec.latency, HIST_HIGHEST, SECOND_HIST_SIGFIGS) != 0:
@@ -371,6 +375,7 @@ cdef class Aggregator:
             self.end_ns = other.end_ns
         if other.n_seconds and self.reserve_seconds(other.n_seconds) != 0:
             raise MemoryError()
+        self.seconds_used = max(self.seconds_used, other.seconds_used)
         for i in range(min(other.n_seconds, self.n_seconds)):
             theirs = &other.seconds[i]
             mine = &self.seconds[i]
