@@ -81,7 +81,7 @@ def test_chromium_parses_every_chart_offline(chromium: str, target_server: Any,
     page = parse_page(dom)
     assert page.tags.isdisjoint({"script", "img", "iframe", "link"})
     seconds = len(data["time_series"])
-    assert seconds == 3
+    assert seconds in (3, 4)           # 4: a response came after the load phase
     latency = page.charts["latency-over-time"]
     for series in ("p50_ms", "p99_ms", "max_ms"):
         assert latency.points(series) == seconds

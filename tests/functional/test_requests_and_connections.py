@@ -148,8 +148,12 @@ def test_ramp_profile_counts_and_time_series(nginx: Any) -> None:
     assert server.requests_served(wait_for=4000) == 4000
     assert report.duration_s == 3.0  # not longer when the last wake-up came late
     series = report.to_dict()["time_series"]
+    # a response later than the load phase (a host stall) is counted in a drain second
+    series, drain = series[:3], series[3:]
     assert [row["t_s"] for row in series] == [0, 1, 2]
     assert [row["target_rps"] for row in series] == [500.0, 1500.0, 2000.0]
+    assert all(row["sent"] == row["target_rps"] == 0 for row in drain)
+    assert sum(row["completed"] for row in series + drain) == 4000
     for row in series:
         assert abs(row["achieved_rps"] - row["target_rps"]) <= 0.05 * row["target_rps"] + 5
         assert row["errors"] == 0
