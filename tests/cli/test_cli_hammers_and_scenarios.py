@@ -478,8 +478,9 @@ def test_hlog_is_read_by_hdrh_and_two_logs_merge(target_server, tmp_path: Path) 
             intervals.append(h)
             merged.add(h)
         reader.close()
-        # a histogram a second, together every completion of the run
-        assert len(intervals) == 2
+        # a histogram a second, together every completion of the run (3 seconds: a
+        # response came after the load phase)
+        assert len(intervals) == len(report["time_series"]) in (2, 3)
         assert sum(h.get_total_count() for h in intervals) == report["counts"]["completed"]
         # the same corrected latency as the report, within the per-second histograms'
         # two significant digits
