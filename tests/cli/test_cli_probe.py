@@ -32,8 +32,14 @@ def steps_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 def test_open_loop_ramp_stops_at_the_maximum_asked_with_exact_counts(target_server) -> None:
     server = target_server()
-    proc = probe(server.url, "--probe", "-r", "200", "--factor", "2", "--step", "500ms",
-                 "--max", "800", "--json", "-")
+    # a host stall can make a step break on hammer's own send lag (rightly): run again
+    for _attempt in range(3):
+        server.reset()
+        proc = probe(server.url, "--probe", "-r", "200", "--factor", "2", "--step", "500ms",
+                     "--max", "800", "--json", "-")
+        if proc.returncode == exitcodes.OK or "broke at" not in proc.stderr \
+                or "hammer's own schedule" not in proc.stderr:
+            break
     assert proc.returncode == exitcodes.OK, proc.stderr
     result = steps_of(proc)
     assert [s["asked"] for s in result["steps"]] == [200, 400, 800]
