@@ -8,7 +8,7 @@
 
 PYTHON ?= python3
 
-.PHONY: bench-mqtt system-deps install dev test lint bench fuzz clean
+.PHONY: bench-mqtt system-deps install dev test test-stalls lint bench fuzz clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -28,6 +28,11 @@ test: system-deps install
 	$(PYTHON) -m ruff check src tests bench examples
 	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
+
+# The suite on a host that stalls (a real-time spinner on each CPU, 25 ms every 400 ms
+# on average; root): finds tests that assume a quiet host before CI does.
+test-stalls: install
+	$(PYTHON) scripts/host_stalls.py -- $(PYTHON) -m pytest -q -p no:cacheprovider
 
 # BENCH_ARGS: run.py's flags, e.g. the spacing figures of open-loop clients (see
 # bench/README.md, "Spacing"):

@@ -321,7 +321,7 @@ def test_writes_a_full_socket_takes_in_part_go_on_whole(qos: int) -> None:
     its socket drains; it parses every byte, and counts exactly what hammer reports."""
     with CountingBroker(stall_s=0.5) as broker:
         # 20 MB/s against socket buffers of a few MB
-        report = hammer.run(f"{broker.url}/t", rate=10000, duration="2s", qos=qos,
+        report = hammer.run(f"{broker.url}/t", rate=10000, requests=20000, qos=qos,
                             connections=2, payload_size="2KiB", timeout="5s",
                             **({"inflight": 64} if qos else {}))
         check_invariant(report)
