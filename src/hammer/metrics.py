@@ -310,11 +310,16 @@ def _replay_notes(config: Any, report: Report) -> list[str]:
 def _target_rows(config: Any, breakdown: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The per-target rows with their names: a request each, or a group (a replay's path
     pattern) each."""
+    return [{"method": method, "url": url, **stats}
+            for (method, url), stats in zip(_target_labels(config), breakdown, strict=False)]
+
+
+def _target_labels(config: Any) -> list[tuple[str, str]]:
+    """(method, url) of each row the breakdown could have: a request, or a group."""
     labels = getattr(config, "group_labels", None)
     if labels is None:
-        labels = [(req.method, req.url) for req in config.requests_table]
-    return [{"method": method, "url": url, **stats}
-            for (method, url), stats in zip(labels, breakdown, strict=False)]
+        labels = [(req.method, req.url) for req in getattr(config, "requests_table", ())]
+    return list(labels)
 
 
 def _named_statuses(config: Any, status: dict[str, int]) -> dict[str, int]:
@@ -364,6 +369,11 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
             f"{counts.late:,} of {counts.sent:,} requests sent waited for a free {unit} "
             f"(all {config.connections:,} were busy); their latency counts from when they "
             f"were due. More {unit}s (-c) would send them on time")
+    n_labels = len(_target_labels(config))
+    if len(report.targets) < n_labels and report.targets:
+        report.notes.append(
+            f"the per-target breakdown holds the first {len(report.targets):,} of "
+            f"{n_labels:,} targets; the totals count every one")
     if getattr(config, "replay", None) is not None:
         report.notes.extend(_replay_notes(config, report))
     lag_note = report.lag_note()

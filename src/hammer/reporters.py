@@ -39,6 +39,7 @@ CSV_COLUMNS = ("t_s", "target_rps", "sent", "completed", "ok", "http_error", "er
 MAX_WIDTH = 100
 
 MAX_TEXT_ERROR_SAMPLES = 3  # the JSON keeps more, with whole tracebacks
+TEXT_TARGET_ROWS = 20       # the per-target table of the text report, at most
 _LABEL_WIDTH = 12  # "  requests    " -> 2 spaces indent + label padded to 12
 _TABLE_LABEL_WIDTH = 13
 _TABLE_COLUMN_WIDTH = 9
@@ -361,12 +362,18 @@ def _writes_text(writes: Any) -> str:
 
 
 def _targets_table(report: Mapping[str, Any]) -> list[str]:
-    """Per target, when the run had several (a targets file)."""
-    targets = report.get("targets") or []
+    """Per target, when the run had several (a targets file); past TEXT_TARGET_ROWS, the
+    most sent of them (the JSON and HTML reports have every row)."""
+    targets = [_mapping(t) for t in report.get("targets") or []]
     if len(targets) < 2:
         return []
     lines = ["", f"  {'target':<44} {'sent':>9} {'ok':>9} {'http err':>9} {'errors':>8}"
                  f" {'p50 ms':>8} {'p99 ms':>8}"]
+    if len(targets) > TEXT_TARGET_ROWS:
+        lines[-1:-1] = [f"  the {TEXT_TARGET_ROWS} most sent of {len(targets):,} targets "
+                        "(the JSON and HTML reports have every one)"]
+        targets = sorted(targets, key=lambda t: -(_num(t.get("sent")) or 0))
+        targets = targets[:TEXT_TARGET_ROWS]
     for t in targets:
         latency = _mapping(t.get("latency_ms"))
         name = _shorten(f"{t.get('method', '')} {t.get('url', '')}", 44)

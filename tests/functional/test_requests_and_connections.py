@@ -38,6 +38,29 @@ def test_targets_round_robin_with_breakdown(nginx: Any, tmp_path: Path) -> None:
     assert report.to_dict()["target"] == f"http://127.0.0.1:{server.port} (3 targets)"
 
 
+def test_a_breakdown_past_its_cap_says_so_and_the_text_shows_the_most_sent(
+        nginx: Any, tmp_path: Path) -> None:
+    from hammer import _core
+    from hammer.reporters import TEXT_TARGET_ROWS, render_text
+
+    server = nginx(extra_locations="location /p { return 204; }")
+    n = _core.TARGET_BREAKDOWN_ROWS + 76
+    targets = write_targets(tmp_path / "t", server.url, [f"/p{i}" for i in range(n)])
+    report = hammer.run(None, targets=targets, rate=4000, requests=n + 100, connections=32)
+    check_invariant(report)
+    assert report.counts.ok == n + 100                    # round-robin: p0..p99 twice
+    assert server.requests_served(wait_for=n + 100) == n + 100
+    assert len(report.targets) == _core.TARGET_BREAKDOWN_ROWS
+    assert [t["sent"] for t in report.targets[98:102]] == [2, 2, 1, 1]
+    assert (f"the per-target breakdown holds the first {_core.TARGET_BREAKDOWN_ROWS:,} of "
+            f"{n:,} targets; the totals count every one") in report.notes
+    text = render_text(report.to_dict())
+    assert f"the {TEXT_TARGET_ROWS} most sent of {_core.TARGET_BREAKDOWN_ROWS:,} targets" in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("  GET http")]
+    assert len(rows) == TEXT_TARGET_ROWS
+    assert all(row[0] == "GET" and row[2] == "2" for row in rows)
+
+
 def test_random_order_is_seeded(nginx: Any, tmp_path: Path) -> None:
     server = nginx()
     targets = write_targets(tmp_path / "t", server.url, ["/a", "/b", "/c", "/d"])
