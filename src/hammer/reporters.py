@@ -399,6 +399,12 @@ def _time_series_table(report: Mapping[str, Any]) -> list[str]:
                      f"{_rate(row.get('throughput_rps')):>13} "
                      f"{_count(row.get('http_error')):>8} {_count(row.get('errors')):>7} "
                      f"{_ms(row.get('p50_ms')):>8} {_ms(row.get('p99_ms')):>8}")
+    duration = _num(report.get("duration_s"))
+    drain = [row.get("t_s", 0) for row in rows
+             if duration is not None and (_num(row.get("t_s")) or 0) >= duration]
+    if drain:
+        lines.append(f"  second {drain[0]} on: the drain (responses that came after the "
+                     "load phase)")
     return lines
 
 

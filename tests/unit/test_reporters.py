@@ -185,6 +185,31 @@ def test_render_text_notes() -> None:
     assert "note: second note" in lines
 
 
+def _row(t_s: int, target: float, sent: int, completed: int) -> dict[str, Any]:
+    return {"t_s": t_s, "target_rps": target, "achieved_rps": float(sent),
+            "throughput_rps": float(completed), "sent": sent, "completed": completed,
+            "ok": completed, "http_error": 0, "errors": 0, "p50_ms": 0.2, "p90_ms": 0.3,
+            "p99_ms": 0.5, "max_ms": 0.9}
+
+
+@pytest.mark.parametrize("drain", [False, True])
+def test_render_text_time_series_marks_the_drain(drain: bool) -> None:
+    report = open_report()
+    report["duration_s"] = 2.0
+    report["rate"]["profile"] = "ramp:0->2000@2s"
+    report["time_series"] = [_row(0, 500.0, 500, 500), _row(1, 1500.0, 1500, 1497)]
+    if drain:
+        report["time_series"].append(_row(2, 0.0, 0, 3))
+    lines = render_text(report).splitlines()
+    table = [line.split() for line in lines if line[:8].strip().isdigit()]
+    assert [row[:4] for row in table] == [["0", "500.0/s", "500.0/s", "500.0/s"],
+                                          ["1", "1,500.0/s", "1,500.0/s", "1,497.0/s"]] + (
+        [["2", "0.0/s", "0.0/s", "3.0/s"]] if drain else [])
+    marked = [line for line in lines if "the drain" in line]
+    assert marked == (["  second 2 on: the drain (responses that came after the load "
+                       "phase)"] if drain else [])
+
+
 def test_render_text_long_values_stay_within_width() -> None:
     report = open_report()
     report["target"] = "http://example.com/" + "a" * 300 + "?q=1"
