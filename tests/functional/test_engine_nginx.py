@@ -10,7 +10,9 @@ from accounting import check_invariant
 
 def test_open_loop_rate_times_duration(nginx: Any) -> None:
     server = nginx()
-    report = hammer.run(server.url, rate=2000, duration="2s", connections=32)
+    # 64 connections: a host stall of tens of ms at the end still finds one free for
+    # each slot that fell due in it (with a few, those slots are rightly unsent)
+    report = hammer.run(server.url, rate=2000, duration="2s", connections=64)
     check_invariant(report)
     assert report.counts.scheduled == report.counts.sent == report.counts.ok == 4000
     assert server.requests_served(wait_for=4000) == 4000
