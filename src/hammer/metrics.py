@@ -259,15 +259,19 @@ def _whole_target_count(config: Any, t0_s: float, t1_s: float) -> float | None:
     return None
 
 
-def time_series(config: Any, rows: list[dict[str, Any]],
-                duration_s: float) -> list[dict[str, Any]]:
+def time_series(config: Any, rows: list[dict[str, Any]], duration_s: float,
+                results_end_s: float = 0.0) -> list[dict[str, Any]]:
     """Per second of the load phase, then of the drain while responses still came in:
-    target and achieved rate, throughput, errors and latency p50/p99 (a shorter last
-    second of the load phase is scaled to a rate; nothing is due in the drain)."""
+    target and achieved rate, throughput, errors and latency p50/p99. A shorter last
+    second of the load phase is scaled to a rate: its sends by its own span, its
+    completions by the span they cover, to the last result (results_end_s) if that came
+    later. A drain second's rates are over the whole second; nothing is due in it."""
     out = []
     for i, row in enumerate(rows):
         span = min(1.0, duration_s - i) if duration_s > i else 1.0
         span = max(span, 1e-3)
+        done_span = min(1.0, max(duration_s, results_end_s) - i) if duration_s > i else 1.0
+        done_span = max(done_span, span)
         wanted = target_count(config, i, i + span)
         if wanted is not None and i >= duration_s:
             wanted = 0.0
@@ -275,7 +279,7 @@ def time_series(config: Any, rows: list[dict[str, Any]],
             "t_s": i,
             "target_rps": round(wanted / span, 3) if wanted is not None else None,
             "achieved_rps": round(row["sent"] / span, 3),
-            "throughput_rps": round(row["completed"] / span, 3),
+            "throughput_rps": round(row["completed"] / done_span, 3),
             "sent": row["sent"],
             "completed": row["completed"],
             "ok": row["ok"],
@@ -358,7 +362,8 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
         ring_full_waits=totals.ring_full_waits,
         targets=_target_rows(config, agg.target_breakdown()),
         time_series=time_series(config, agg.time_series(
-            max(math.ceil(duration_s - 1e-3), agg.seconds_used)), duration_s),
+            max(math.ceil(duration_s - 1e-3), agg.seconds_used)), duration_s,
+            (agg.last_done_ns - agg.start_ns) / 1e9 if agg.last_done_ns > agg.start_ns else 0.0),
         connection_times=totals.connection_times,
         interrupted=interrupted,
         totals=totals,

@@ -69,6 +69,24 @@ def test_responses_after_the_load_phase_have_their_seconds(target_server: Any) -
     assert render_csv(data).count("\n") == 3  # the header and both seconds
 
 
+def test_a_short_last_second_rates_the_completions_it_holds_over_their_time(
+        target_server: Any) -> None:
+    """-d 1.5s with 300 ms responses: second 1's sends are over its 0.5 s, and its
+    completions (those due from 0.7 s, the last back at 1.75 s) over 0.75 s."""
+    server = target_server(delay="300ms")
+    report = hammer.run(server.url, rate=20, duration="1.5s", connections=16)
+    check_invariant(report)
+    assert server.wait_stats(requests=30)["responses"] == {"200": 30}
+    rows = report.to_dict()["time_series"]
+    assert len(rows) == 2 or rows[2]["sent"] == 0      # 3: a stall put a response past 2 s
+    assert [row["sent"] for row in rows[:2]] == [20, 10]
+    assert rows[1]["achieved_rps"] == 20.0
+    assert sum(row["completed"] for row in rows) == report.counts.ok == 30
+    if len(rows) == 2:
+        covered_s = rows[1]["completed"] / rows[1]["throughput_rps"]
+        assert 0.75 <= covered_s < 0.9, covered_s
+
+
 def test_merging_one_report_reproduces_its_figures_exactly(target_server: Any) -> None:
     """Percentiles of a merge come from the added histograms by the core's own
     algorithm: merging a report with nothing else gives back its every figure."""

@@ -3,7 +3,10 @@ the room reserved up front, and each holds exactly what completed within it."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from hammer import _core
+from hammer.metrics import time_series
 
 S = 1_000_000_000
 START = 5 * S
@@ -49,6 +52,7 @@ def test_a_send_counts_in_the_second_it_was_due_and_completions_where_they_end()
     agg.record_one(due, due + 5_000, due + 2 * S)  # sent 4 us late, done in second 4
     agg.record_one(START + S, START + S, START + S + 10)
     assert agg.seconds_used == 5          # the report's series runs to the last completion
+    assert agg.last_done_ns == due + 2 * S
     series = agg.time_series(5)
     assert [row["sent"] for row in series] == [0, 1, 1, 0, 0]
     assert [row["completed"] for row in series] == [0, 1, 0, 0, 1]
@@ -117,7 +121,28 @@ def test_add_merges_everything() -> None:
     assert a.error_classes() == {"custom": 1, "reset": 1}
     assert a.latency.total_count == 2 and a.latency.max >= 300
     assert a.seconds_used == 3
+    assert a.last_done_ns == START + 2 * S + 1
     assert [row["sent"] for row in a.time_series(3)] == [2, 1, 1]
     assert [row["completed"] for row in a.time_series(3)] == [1, 1, 0]
     assert [t["sent"] for t in a.target_breakdown()] == [3, 1]
     assert a.target_breakdown()[1]["status"] == {"503": 1}
+
+
+def _row(sent: int, completed: int) -> dict[str, object]:
+    return {"sent": sent, "completed": completed, "ok": completed, "errors": 0,
+            "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+
+
+def test_a_short_last_second_rates_its_completions_over_the_time_they_cover() -> None:
+    """-d 2.5s: the last second's sends are over its 0.5 s; its completions over the
+    time to the last result (0.75 s here), or the whole second when the drain goes on."""
+    closed = SimpleNamespace(plan=None, rate_profile=None, rate_rps=None)
+    rows = [_row(10, 10), _row(10, 10), _row(5, 6)]
+    series = time_series(closed, rows, 2.5, results_end_s=2.75)
+    assert [r["achieved_rps"] for r in series] == [10.0, 10.0, 10.0]
+    assert [r["throughput_rps"] for r in series] == [10.0, 10.0, 8.0]
+    # no result after the load phase: the same span for both
+    assert time_series(closed, rows, 2.5, results_end_s=2.4)[2]["throughput_rps"] == 12.0
+    # a drain second follows: the last load second's completions cover all of it
+    series = time_series(closed, [*rows, _row(0, 2)], 2.5, results_end_s=3.2)
+    assert [r["throughput_rps"] for r in series] == [10.0, 10.0, 6.0, 2.0]

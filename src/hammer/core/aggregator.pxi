@@ -49,6 +49,7 @@ cdef class Aggregator:
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
     cdef readonly int64_t seconds_used       # seconds 0 .. seconds_used-1 hold a result
+    cdef readonly int64_t last_done_ns       # the latest result's end (0: none yet)
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
     cdef public int64_t end_ns               # the load phase's end (0: no duration)
     # MQTT --e2e: what the subscribers received (RF_E2E results), against what was sent
@@ -93,6 +94,7 @@ cdef class Aggregator:
         self.seconds = NULL
         self.n_seconds = 0
         self.seconds_used = 0
+        self.last_done_ns = 0
         self.start_ns = 0
         self.end_ns = 0
         if n_targets > 1:
@@ -245,6 +247,8 @@ cdef class Aggregator:
         if row < self.n_targets:
             t = &self.targets[row]
         self.results += 1
+        if r.done_ns > self.last_done_ns:
+            self.last_done_ns = r.done_ns
         if r.write_ns != 0:
             self.sent += 1
             hist_record(&self.send_lag.h, r.write_ns - r.intended_ns)
@@ -376,6 +380,7 @@ cdef class Aggregator:
         if other.n_seconds and self.reserve_seconds(other.n_seconds) != 0:
             raise MemoryError()
         self.seconds_used = max(self.seconds_used, other.seconds_used)
+        self.last_done_ns = max(self.last_done_ns, other.last_done_ns)
         for i in range(min(other.n_seconds, self.n_seconds)):
             theirs = &other.seconds[i]
             mine = &self.seconds[i]
