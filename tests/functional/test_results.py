@@ -84,7 +84,7 @@ def test_a_short_last_second_rates_the_completions_it_holds_over_their_time(
     assert sum(row["completed"] for row in rows) == report.counts.ok == 30
     if len(rows) == 2:
         covered_s = rows[1]["completed"] / rows[1]["throughput_rps"]
-        assert 0.75 <= covered_s < 0.9, covered_s
+        assert 0.74 < covered_s < 1.0, covered_s      # not 0.5, nor the whole second
 
 
 def test_merging_one_report_reproduces_its_figures_exactly(target_server: Any) -> None:
