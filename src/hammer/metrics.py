@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -270,8 +270,8 @@ def time_series(config: Any, rows: list[dict[str, Any]], duration_s: float,
     for i, row in enumerate(rows):
         span = min(1.0, duration_s - i) if duration_s > i else 1.0
         span = max(span, 1e-3)
-        done_span = min(1.0, max(duration_s, results_end_s) - i) if duration_s > i else 1.0
-        done_span = max(done_span, span)
+        done_span = (max(min(1.0, max(duration_s, results_end_s) - i), span)
+                     if duration_s > i else 1.0)
         wanted = target_count(config, i, i + span)
         if wanted is not None and i >= duration_s:
             wanted = 0.0
@@ -311,19 +311,20 @@ def _replay_notes(config: Any, report: Report) -> list[str]:
     return notes
 
 
-def _target_rows(config: Any, breakdown: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The per-target rows with their names: a request each, or a group (a replay's path
-    pattern) each."""
-    return [{"method": method, "url": url, **stats}
-            for (method, url), stats in zip(_target_labels(config), breakdown, strict=False)]
-
-
-def _target_labels(config: Any) -> list[tuple[str, str]]:
-    """(method, url) of each row the breakdown could have: a request, or a group."""
-    labels = getattr(config, "group_labels", None)
+def _target_labels(config: Any) -> Sequence[tuple[str, str]]:
+    """(method, url) of each row the breakdown could have: a request each, or a group (a
+    replay's path pattern) each."""
+    labels: Sequence[tuple[str, str]] | None = getattr(config, "group_labels", None)
     if labels is None:
-        labels = [(req.method, req.url) for req in getattr(config, "requests_table", ())]
-    return list(labels)
+        labels = [(req.method, req.url) for req in config.requests_table]
+    return labels
+
+
+def _target_rows(labels: Sequence[tuple[str, str]],
+                 breakdown: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-target rows with their names (the breakdown may stop short of labels)."""
+    return [{"method": method, "url": url, **stats}
+            for (method, url), stats in zip(labels, breakdown, strict=False)]
 
 
 def _named_statuses(config: Any, status: dict[str, int]) -> dict[str, int]:
@@ -338,6 +339,8 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
     """A Report from a run's config (RunConfig or a hammer's) and its totals."""
     agg = totals.aggregator
     duration_s = totals.duration_s
+    labels = _target_labels(config)
+    results_end_s = (agg.last_done_ns - agg.start_ns) / 1e9 if agg.seconds_used else 0.0
     counts = Counts(
         scheduled=totals.scheduled,
         sent=agg.sent,
@@ -360,10 +363,9 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
         bytes_sent=totals.bytes_sent,
         bytes_received=totals.bytes_received,
         ring_full_waits=totals.ring_full_waits,
-        targets=_target_rows(config, agg.target_breakdown()),
+        targets=_target_rows(labels, agg.target_breakdown()),
         time_series=time_series(config, agg.time_series(
-            max(math.ceil(duration_s - 1e-3), agg.seconds_used)), duration_s,
-            (agg.last_done_ns - agg.start_ns) / 1e9 if agg.last_done_ns > agg.start_ns else 0.0),
+            max(math.ceil(duration_s - 1e-3), agg.seconds_used)), duration_s, results_end_s),
         connection_times=totals.connection_times,
         interrupted=interrupted,
         totals=totals,
@@ -374,11 +376,10 @@ def build_report(config: Any, totals: Totals, interrupted: str | None = None) ->
             f"{counts.late:,} of {counts.sent:,} requests sent waited for a free {unit} "
             f"(all {config.connections:,} were busy); their latency counts from when they "
             f"were due. More {unit}s (-c) would send them on time")
-    n_labels = len(_target_labels(config))
-    if len(report.targets) < n_labels and report.targets:
+    if 0 < len(report.targets) < len(labels):
         report.notes.append(
             f"the per-target breakdown holds the first {len(report.targets):,} of "
-            f"{n_labels:,} targets; the totals count every one")
+            f"{len(labels):,} targets; the totals count every one")
     if getattr(config, "replay", None) is not None:
         report.notes.extend(_replay_notes(config, report))
     lag_note = report.lag_note()

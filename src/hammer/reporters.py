@@ -367,13 +367,14 @@ def _targets_table(report: Mapping[str, Any]) -> list[str]:
     targets = [_mapping(t) for t in report.get("targets") or []]
     if len(targets) < 2:
         return []
-    lines = ["", f"  {'target':<44} {'sent':>9} {'ok':>9} {'http err':>9} {'errors':>8}"
-                 f" {'p50 ms':>8} {'p99 ms':>8}"]
+    lines = [""]
     if len(targets) > TEXT_TARGET_ROWS:
-        lines[-1:-1] = [f"  the {TEXT_TARGET_ROWS} most sent of {len(targets):,} targets "
-                        "(the JSON and HTML reports have every one)"]
+        lines.append(f"  the {TEXT_TARGET_ROWS} most sent of {len(targets):,} targets "
+                     "(the JSON and HTML reports have every one)")
         targets = sorted(targets, key=lambda t: -(_num(t.get("sent")) or 0))
         targets = targets[:TEXT_TARGET_ROWS]
+    lines.append(f"  {'target':<44} {'sent':>9} {'ok':>9} {'http err':>9} {'errors':>8}"
+                 f" {'p50 ms':>8} {'p99 ms':>8}")
     for t in targets:
         latency = _mapping(t.get("latency_ms"))
         name = _shorten(f"{t.get('method', '')} {t.get('url', '')}", 44)
@@ -400,10 +401,10 @@ def _time_series_table(report: Mapping[str, Any]) -> list[str]:
                      f"{_count(row.get('http_error')):>8} {_count(row.get('errors')):>7} "
                      f"{_ms(row.get('p50_ms')):>8} {_ms(row.get('p99_ms')):>8}")
     duration = _num(report.get("duration_s"))
-    drain = [row.get("t_s", 0) for row in rows
-             if duration is not None and (_num(row.get("t_s")) or 0) >= duration]
-    if drain:
-        lines.append(f"  second {drain[0]} on: the drain (responses that came after the "
+    drain = next((row.get("t_s") for row in rows if duration is not None
+                  and (_num(row.get("t_s")) or 0) >= duration), None)
+    if drain is not None:
+        lines.append(f"  second {drain} on: the drain (responses that came after the "
                      "load phase)")
     return lines
 

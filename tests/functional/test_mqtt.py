@@ -357,8 +357,6 @@ def test_e2e_every_message_arrives_once_and_in_order(mosquitto: Any, qos: int) -
 def test_e2e_with_threads_shares_one_subscription_between_their_subscribers(
         mosquitto: Any) -> None:
     broker = mosquitto()
-    # a request budget: in a host stall, due messages wait and go out late instead of
-    # being still due (unsent) when a duration ends
     report = hammer.run(f"{broker.url}/e2e/{{slot}}", rate=2000, requests=2000, qos=1,
                         connections=4, threads=2, e2e=True, mqtt_version="5")
     check_invariant(report)

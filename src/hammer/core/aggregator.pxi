@@ -48,7 +48,6 @@ cdef class Aggregator:
     cdef uint32_t n_grouped
     cdef SecondStats *seconds
     cdef int32_t n_seconds                   # allocated
-    cdef readonly int64_t seconds_used       # seconds 0 .. seconds_used-1 hold a result
     cdef readonly int64_t last_done_ns       # the latest result's end (0: none yet)
     cdef public int64_t start_ns             # second 0 starts here (set by Engine.go_at)
     cdef public int64_t end_ns               # the load phase's end (0: no duration)
@@ -93,7 +92,6 @@ cdef class Aggregator:
         self.n_targets = 0
         self.seconds = NULL
         self.n_seconds = 0
-        self.seconds_used = 0
         self.last_done_ns = 0
         self.start_ns = 0
         self.end_ns = 0
@@ -156,8 +154,6 @@ cdef class Aggregator:
         if i >= MAX_SECONDS or (i >= self.n_seconds and self.reserve_seconds(i + 1) != 0):
             return NULL
         sec = &self.seconds[i]
-        if i >= self.seconds_used:
-            self.seconds_used = i + 1
         # a second's histogram is made when the second is first reached: one 36 KiB
         # allocation per second, never a burst of them inside a drain
         if sec.latency.counts == NULL and hist_init(&sec.latency, HIST_HIGHEST, SECOND_HIST_SIGFIGS) != 0:
@@ -379,7 +375,6 @@ cdef class Aggregator:
             self.end_ns = other.end_ns
         if other.n_seconds and self.reserve_seconds(other.n_seconds) != 0:
             raise MemoryError()
-        self.seconds_used = max(self.seconds_used, other.seconds_used)
         self.last_done_ns = max(self.last_done_ns, other.last_done_ns)
         for i in range(min(other.n_seconds, self.n_seconds)):
             theirs = &other.seconds[i]
@@ -415,6 +410,14 @@ cdef class Aggregator:
         if self.error_counts[<int>ERR_OTHER]:
             out["other"] = self.error_counts[<int>ERR_OTHER]
         return out
+
+    @property
+    def seconds_used(self) -> int:
+        """Seconds 0 .. seconds_used-1 of the series: to the latest result's (a day at
+        most; 0 before any result past start_ns)."""
+        if self.start_ns == 0 or self.last_done_ns < self.start_ns:
+            return 0
+        return min((self.last_done_ns - self.start_ns) // 1000000000 + 1, MAX_SECONDS)
 
     def second_state(self, int64_t i) -> dict | None:
         """Second i's corrected-latency histogram as Histogram.state() gives it (None
